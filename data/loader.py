@@ -1,0 +1,165 @@
+"""Loader for the Kaggle LMSYS CSV format and its real-world mess.
+
+Text columns hold JSON lists of turns. Each becomes a Python list of `str | None`:
+`null` items stay None, text that is not valid JSON is kept whole as one turn (and counted),
+lone surrogates become U+FFFD. Labels become one class id in `label` (a=0, b=1, tie=2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.errors import InputError
+from competition.labels import LABEL_COLUMNS, MODEL_COLUMNS, TEXT_COLUMNS
+
+log = logging.getLogger(__name__)
+
+ID_COLUMN = "id"
+
+
+@dataclass
+class ParseReport:
+    """Counts of repaired cells per column, summarised once per file instead of once per row."""
+
+    invalid_json: dict[str, int] = field(default_factory=dict)
+    null_turns: dict[str, int] = field(default_factory=dict)
+    surrogates: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{name} {col}={n}" for name, counts in vars(self).items() for col, n in counts.items() if n]
+        return "; ".join(parts)
+
+
+def _clean(text: str) -> tuple[str, bool]:
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"), True
+
+
+def parse_turns(cell: object) -> tuple[list[str | None], bool]:
+    """One text cell → list of turns, and whether it was valid JSON."""
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return [None], True
+    raw = str(cell)
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return [raw], False
+    if isinstance(value, list):
+        return [None if t is None else t if isinstance(t, str) else json.dumps(t) for t in value] or [None], True
+    if value is None:
+        return [None], True
+    return [value if isinstance(value, str) else json.dumps(value)], True
+
+
+def _parse_column(values: pd.Series, column: str, report: ParseReport) -> list[list[str | None]]:
+    parsed, invalid, nulls, repaired = [], 0, 0, 0
+    for cell in values:
+        turns, ok = parse_turns(cell)
+        invalid += not ok
+        cleaned = []
+        for turn in turns:
+            if turn is None:
+                nulls += 1
+                cleaned.append(None)
+            else:
+                text, fixed = _clean(turn)
+                repaired += fixed
+                cleaned.append(text)
+        parsed.append(cleaned)
+    report.invalid_json[column], report.null_turns[column], report.surrogates[column] = invalid, nulls, repaired
+    return parsed
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError("file not found", path)
+    if path.stat().st_size == 0:
+        raise InputError("file is empty", path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding_errors="replace")
+    except pd.errors.EmptyDataError:
+        raise InputError("file is empty", path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(f"not a readable CSV ({str(err).splitlines()[0]})", path) from None
+    if len(frame) == 0:
+        raise InputError("file has a header but no rows", path)
+    return frame
+
+
+def _check_ids(frame: pd.DataFrame, path: Path) -> None:
+    ids = frame[ID_COLUMN]
+    empty = np.flatnonzero(ids.str.strip().eq("").to_numpy())
+    if len(empty):
+        raise InputError("empty id", path, int(empty[0]) + 1, ID_COLUMN)
+    dup = np.flatnonzero(ids.duplicated().to_numpy())
+    if len(dup):
+        raise InputError(f"duplicate id {ids.iloc[dup[0]]!r}", path, int(dup[0]) + 1, ID_COLUMN)
+
+
+def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    values = np.zeros((len(frame), 3), dtype=np.float64)
+    for j, col in enumerate(LABEL_COLUMNS):
+        numeric = pd.to_numeric(frame[col].str.strip(), errors="coerce").to_numpy()
+        bad = np.flatnonzero(~np.isin(numeric, (0.0, 1.0)))
+        if len(bad):
+            raise InputError(f"label must be 0 or 1, got {frame[col].iloc[bad[0]]!r}", path, int(bad[0]) + 1, col)
+        values[:, j] = numeric
+    not_one_hot = np.flatnonzero(values.sum(axis=1) != 1)
+    if len(not_one_hot):
+        raise InputError("labels are not one-hot (exactly one winner column must be 1)", path, int(not_one_hot[0]) + 1, LABEL_COLUMNS[0])
+    return values.argmax(axis=1).astype(np.int64)
+
+
+def load_arena_csv(path: str | Path, require_labels: bool = False, max_rows: int | None = None) -> pd.DataFrame:
+    """Reads one arena CSV; raises InputError (file, row, column) on anything the task cannot use.
+
+    Labels are parsed when all three label columns are present; `require_labels` makes them mandatory.
+    """
+    path = Path(path)
+    frame = _read_csv(path)
+    required = [ID_COLUMN, *TEXT_COLUMNS, *(LABEL_COLUMNS if require_labels else ())]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"missing required column (found {', '.join(frame.columns[:12])})", path, column=missing[0])
+    if max_rows is not None:
+        frame = frame.iloc[:max_rows]
+    _check_ids(frame, path)
+    out = pd.DataFrame({ID_COLUMN: frame[ID_COLUMN].to_numpy()})
+    report = ParseReport()
+    for col in TEXT_COLUMNS:
+        out[col] = _parse_column(frame[col], col, report)
+    for col in (*MODEL_COLUMNS, "question_id"):
+        if col in frame.columns:
+            out[col] = frame[col].to_numpy()
+    if all(c in frame.columns for c in LABEL_COLUMNS):
+        out["label"] = _labels(frame, path)
+    if report.summary():
+        log.warning("%s: repaired cells: %s", path, report.summary())
+    out.attrs["parse_report"] = report
+    return out
+
+
+def append_extra(train: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """Appends extra labelled rows, dropping any whose id or (prompt, responses) already appear."""
+    if "label" not in extra.columns:
+        raise InputError("extra data has no label columns", column=LABEL_COLUMNS[0])
+
+    def content_key(frame: pd.DataFrame) -> pd.Series:
+        return frame[list(TEXT_COLUMNS)].map(json.dumps).agg("\x1f".join, axis=1)
+
+    combined = pd.concat([train, extra], ignore_index=True)
+    keys = content_key(combined)
+    keep = ~(keys.duplicated() | combined[ID_COLUMN].duplicated())
+    dropped = int((~keep).sum())
+    if dropped:
+        log.warning("extra data: dropped %d rows already present (same id or same texts)", dropped)
+    return combined[keep.to_numpy()].reset_index(drop=True)
