@@ -1,0 +1,144 @@
+"""Typed, frozen configs read from TOML, overridden from the command line, saved beside outputs.
+
+Each stage defines its own frozen dataclass (sections are nested dataclasses). Unknown keys are an
+error, values are checked against the field types, and `--set section.key=value` overrides any field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomli_w
+
+from competition.atomic import write_text_atomic
+from competition.errors import InputError
+
+C = TypeVar("C")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except (TypeError, ValueError) as err:
+                errors.append(str(err))
+        raise TypeError(errors[0] if errors else f"{where}: cannot be None")
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected a table, got {value!r}")
+        return _from_dict(hint, value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected a table, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TypeError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise TypeError(f"{where}: expected an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise TypeError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise TypeError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"{where}: unsupported config type {hint}")
+
+
+def _from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise TypeError(f"unknown key {where + '.' if where else ''}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{where + '.' if where else ''}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """`a.b=1` → {"a": {"b": 1}}; the value is read as TOML when it parses, else kept as a string."""
+    if "=" not in text:
+        raise InputError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> C:
+    """Defaults of `cls`, then the TOML file (which lists only what it changes), then the overrides."""
+    data = to_dict(cls())
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise InputError("config file not found", path)
+        try:
+            data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"not valid TOML ({err})", path) from None
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    try:
+        return _from_dict(cls, data)
+    except TypeError as err:
+        raise InputError(f"bad config: {err}", path) from None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A config as plain TOML-writable data (None fields are left out: TOML has no null)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(dataclasses.asdict(cfg))
+
+
+def save_config(cfg: Any, path: str | Path) -> Path:
+    return write_text_atomic(path, tomli_w.dumps(to_dict(cfg)))

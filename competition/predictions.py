@@ -1,0 +1,54 @@
+"""The prediction files every model writes and the blender, `predict` and `infer` read.
+
+A run directory holds `oof.parquet` (id, fold, label, three probability columns) and
+`test.parquet` (id and three probability columns). Rows are matched by id, never by position.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.atomic import write_atomic
+from competition.errors import InputError
+from competition.labels import LABEL_COLUMNS, as_probabilities
+
+OOF_FILE = "oof.parquet"
+TEST_FILE = "test.parquet"
+
+
+def prediction_frame(ids, probs: np.ndarray, **extra_columns) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": np.asarray(ids).astype(str)})
+    for name, values in extra_columns.items():
+        frame[name] = np.asarray(values)
+    frame[list(LABEL_COLUMNS)] = as_probabilities(probs)
+    return frame
+
+
+def save_predictions(path: str | Path, ids, probs: np.ndarray, **extra_columns) -> Path:
+    frame = prediction_frame(ids, probs, **extra_columns)
+    return write_atomic(path, lambda p: frame.to_parquet(p, index=False))
+
+
+def load_predictions(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError("prediction file not found (run cv/fit first)", path)
+    frame = pd.read_parquet(path)
+    missing = [c for c in ("id", *LABEL_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise InputError("not a prediction file", path, column=missing[0])
+    frame["id"] = frame["id"].astype(str)
+    return frame
+
+
+def probabilities_for(frame: pd.DataFrame, ids) -> np.ndarray:
+    """The (n, 3) probabilities of `frame` in the order of `ids`; every id must be present."""
+    indexed = frame.set_index("id")[list(LABEL_COLUMNS)]
+    wanted = pd.Index(np.asarray(ids).astype(str))
+    missing = wanted.difference(indexed.index)
+    if len(missing):
+        raise InputError(f"{len(missing)} ids have no prediction, e.g. {missing[0]!r}")
+    return indexed.loc[wanted].to_numpy(dtype=np.float64)

@@ -1,0 +1,33 @@
+"""How much each response says: characters, words, lines, turns, rough tokens."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from features.paired import paired
+
+VERSION = 1
+# A rough BPE token count: words and punctuation runs; close to tiktoken's count on English prose.
+TOKEN_PATTERN = r"\w+|[^\w\s]+"
+COUNTS = ("chars", "words", "lines", "tokens")
+
+
+def _measures(column: str) -> dict[str, pl.Expr]:
+    text = pl.col(column)
+    return {
+        "chars": text.str.len_chars(),
+        "words": pl.col(f"{column}_word_count"),
+        "lines": text.str.count_matches("\n") + (text.str.len_bytes() > 0).cast(pl.Int64),
+        "tokens": text.str.count_matches(TOKEN_PATTERN),
+        "turns": pl.col(f"{column}_turns"),
+    }
+
+
+def length_features(tf: pl.DataFrame) -> pl.DataFrame:
+    per_response = paired(tf, "lengths", _measures, logratio=COUNTS)
+    prompt = tf.select(
+        pl.col("prompt").str.len_chars().cast(pl.Float64).alias("lengths__prompt_chars"),
+        pl.col("prompt_word_count").cast(pl.Float64).alias("lengths__prompt_words"),
+        pl.col("prompt_turns").cast(pl.Float64).alias("lengths__prompt_turns"),
+    )
+    return pl.concat([per_response, prompt], how="horizontal")

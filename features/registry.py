@@ -1,0 +1,101 @@
+"""The explicit table of feature groups, and the function that builds (and caches) a feature table.
+
+A group is a pure function text-frame → columns named `group__kind_name`. Ablation drops groups by
+name; a model's column list says which groups built it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+
+from competition.atomic import write_atomic
+from competition.errors import InputError
+from features import consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
+from features.text import text_frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureGroup:
+    name: str
+    compute: Callable[[pl.DataFrame], pl.DataFrame]
+    version: int
+    cost: str  # "cheap": a few regex passes; "moderate": word sets or joins over the batch
+    default: bool = True
+    categorical: tuple[str, ...] = ()
+
+
+FEATURE_GROUPS: dict[str, FeatureGroup] = {
+    g.name: g
+    for g in (
+        FeatureGroup("lengths", lengths.length_features, lengths.VERSION, "cheap"),
+        FeatureGroup("markdown", markdown.markdown_features, markdown.VERSION, "cheap"),
+        FeatureGroup("refusal", refusal.refusal_features, refusal.VERSION, "cheap"),
+        FeatureGroup("nulls", nulls.null_features, nulls.VERSION, "cheap"),
+        FeatureGroup("style", style.style_features, style.VERSION, "cheap"),
+        FeatureGroup("duplicates", overlap.duplicate_features, overlap.VERSION, "moderate"),
+        FeatureGroup("similarity", overlap.similarity_features, overlap.VERSION, "moderate"),
+        FeatureGroup("consensus", consensus.consensus_features, consensus.VERSION, "moderate"),
+        FeatureGroup(
+            "model_names", model_names.model_name_features, model_names.VERSION, "cheap", default=False,
+            categorical=("model_names__a_code", "model_names__b_code"),
+        ),
+    )
+}
+DEFAULT_GROUPS: tuple[str, ...] = tuple(name for name, g in FEATURE_GROUPS.items() if g.default)
+
+
+def resolve_groups(names: tuple[str, ...] | list[str]) -> list[FeatureGroup]:
+    unknown = [n for n in names if n not in FEATURE_GROUPS]
+    if unknown:
+        raise InputError(f"unknown feature group {unknown[0]!r} (known: {', '.join(FEATURE_GROUPS)})")
+    return [FEATURE_GROUPS[n] for n in names]
+
+
+def group_of(column: str) -> str:
+    return column.split("__", 1)[0]
+
+
+def categorical_columns(columns: list[str]) -> list[str]:
+    wanted = {c for g in FEATURE_GROUPS.values() for c in g.categorical}
+    return [c for c in columns if c in wanted]
+
+
+def _fingerprint(tf: pl.DataFrame) -> str:
+    # polars' hash is only stable within one polars version, so the version is part of the key.
+    hashes = tf.select(pl.exclude("^.*_words$")).hash_rows(seed=0)
+    return hashlib.sha1(hashes.to_numpy().tobytes() + pl.__version__.encode()).hexdigest()[:16]
+
+
+def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Feature table (float64, one row per input row, in input order) for the named groups.
+
+    With `cache_dir`, each group's columns are read from / written to parquet keyed by the data and the
+    group's version, so ablation and repeated CV skip the extraction.
+    """
+    selected = resolve_groups(groups)
+    tf = text_frame(frame)
+    fingerprint = _fingerprint(tf) if cache_dir else ""
+    parts = []
+    for group in selected:
+        cached = Path(cache_dir) / f"{group.name}-v{group.version}-{fingerprint}.parquet" if cache_dir else None
+        if cached is not None and cached.exists():
+            part = pl.read_parquet(cached)
+        else:
+            part = group.compute(tf)
+            if cached is not None:
+                write_atomic(cached, part.write_parquet)
+        if part.height != len(frame):
+            raise RuntimeError(f"feature group {group.name} returned {part.height} rows for {len(frame)}")
+        parts.append(part)
+    table = pl.concat(parts, how="horizontal").to_pandas().astype("float64")
+    table.index = frame.index
+    return table
