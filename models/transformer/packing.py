@@ -1,0 +1,132 @@
+"""Packs one (prompt, response A, response B) conversation into a single token sequence under a budget.
+
+Rules (property-tested in tests/test_transformer_packing.py):
+- the whole sequence, special tokens included, is at most `max_length` tokens;
+- the three fields share the budget by water-filling: each gets min(its need, a common cap), so a
+  field needing less than a third leaves its spare to the others and no field can starve another;
+- A and B are treated alike, so packing (prompt, B, A) gives exactly the A/B segments swapped;
+- inside a field the latest turn is served first, then earlier ones while budget remains;
+- a turn that does not fit keeps its head and tail around a visible cut marker.
+Turns appear in conversation order. The A/B swap is the caller's: pass the responses exchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+HEADERS = ("Prompt:\n", "\n\nResponse A:\n", "\n\nResponse B:\n")
+TURN_SEPARATOR = "\n\n"
+CUT_MARKER = " [...] "
+# Characters kept at each end of a huge turn before tokenising: far more than any budget can use,
+# and it spares tokenising a 100k-character answer only to cut it.
+CHARS_PER_TOKEN_BOUND = 32
+
+_AFFIXES: dict[int, tuple[object, list[int], list[int]]] = {}
+
+
+def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+    """Special token ids the tokenizer puts before and after a single text (e.g. [CLS]…[SEP], <bos>…)."""
+    cached = _AFFIXES.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return cached[1], cached[2]
+    probe = "hello"
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            prefix, suffix = list(full[:start]), list(full[start + len(bare) :])
+            break
+    else:
+        raise ValueError("cannot locate the text inside the tokenizer's special tokens")
+    _AFFIXES[id(tokenizer)] = (tokenizer, prefix, suffix)  # holding the tokenizer keeps its id unique
+    return prefix, suffix
+
+
+def share_budget(needs: Sequence[int], budget: int) -> list[int]:
+    """Water-filling: each part gets min(need, cap) with the largest cap whose total fits `budget`."""
+    grants = [0] * len(needs)
+    open_parts = [i for i, n in enumerate(needs) if n > 0]
+    left = max(budget, 0)
+    while open_parts and left > 0:
+        cap = left // len(open_parts)
+        satisfied = [i for i in open_parts if needs[i] - grants[i] <= cap]
+        if not satisfied:
+            for i in open_parts:
+                grants[i] += cap
+            # the remainder after equal shares goes to no one: giving it to one part breaks A/B symmetry
+            break
+        for i in satisfied:
+            left -= needs[i] - grants[i]
+            grants[i] = needs[i]
+        open_parts = [i for i in open_parts if i not in satisfied]
+    return grants
+
+
+def cut_turn(ids: list[int], budget: int, marker: list[int]) -> list[int]:
+    """`ids` if they fit, else head + marker + tail in `budget` tokens (a bare head when too tight)."""
+    if len(ids) <= budget:
+        return ids
+    room = budget - len(marker)
+    if room < 2:
+        return ids[: max(budget, 0)]
+    head = (room + 1) // 2
+    return ids[:head] + marker + ids[len(ids) - (room - head) :]
+
+
+def pack_field(turn_ids: list[list[int]], budget: int, separator: list[int], marker: list[int]) -> list[int]:
+    """One field's turns under `budget`, latest turn first; earlier turns only while room remains."""
+    kept: list[list[int]] = []
+    left = budget
+    for ids in reversed(turn_ids):
+        cost_sep = len(separator) if kept else 0
+        room = left - cost_sep
+        if len(ids) > room and kept and room <= len(marker) + 1:
+            break  # too little for a meaningful piece of an earlier turn; the later turns are in
+        piece = cut_turn(ids, room, marker)
+        if ids and not piece:
+            break
+        kept.append(piece)
+        left -= len(piece) + cost_sep
+    out: list[int] = []
+    for i, piece in enumerate(reversed(kept)):
+        out += (separator if i else []) + piece
+    return out
+
+
+def _field_need(turn_ids: list[list[int]], separator: list[int]) -> int:
+    return sum(len(t) for t in turn_ids) + len(separator) * max(len(turn_ids) - 1, 0)
+
+
+def _turn_texts(turns: Sequence[str | None], char_limit: int) -> list[str]:
+    texts = []
+    for turn in turns:
+        text = turn or ""
+        if len(text) > 2 * char_limit:
+            text = text[:char_limit] + CUT_MARKER + text[-char_limit:]
+        texts.append(text)
+    return texts or [""]
+
+
+def pack_segments(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_length: int) -> list[list[int]]:
+    """The three packed fields (header included), before special tokens; their total fits `max_length`."""
+    prefix, suffix = special_affixes(tokenizer)
+    fields = [_turn_texts(t, CHARS_PER_TOKEN_BOUND * max_length) for t in (prompt_turns, response_a_turns, response_b_turns)]
+    flat = [*HEADERS, TURN_SEPARATOR, CUT_MARKER, *(text for field in fields for text in field)]
+    encoded = tokenizer(flat, add_special_tokens=False)["input_ids"]
+    headers, separator, marker = encoded[:3], encoded[3], encoded[4]
+    turn_ids, at = [], 5
+    for field in fields:
+        turn_ids.append(encoded[at : at + len(field)])
+        at += len(field)
+    budget = max_length - len(prefix) - len(suffix) - sum(len(h) for h in headers)
+    if budget < 3:
+        raise ValueError(f"max_length {max_length} leaves no room for text after special tokens and headers")
+    grants = share_budget([_field_need(t, separator) for t in turn_ids], budget)
+    return [h + pack_field(t, g, separator, marker) for h, t, g in zip(headers, turn_ids, grants, strict=True)]
+
+
+def pack_pair(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_length: int) -> list[int]:
+    """Token ids of one model input: special tokens + prompt, response A and response B fields, <= max_length."""
+    prefix, suffix = special_affixes(tokenizer)
+    segments = pack_segments(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_length)
+    return prefix + [i for seg in segments for i in seg] + suffix
