@@ -37,7 +37,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, help="number of grouped folds")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--max-rows", type=int, help="read only the first N rows of each file (quick runs)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field, e.g. lgbm.learning_rate=0.05")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field, e.g. lgbm.learning_rate=0.05"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,6 +84,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise InputError("file not found", path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path)
+    with path.open("rb") as handle:
+        if b"\x00" in handle.read(65536):
+            raise InputError("not a CSV (binary content)", path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding_errors="replace")
     except pd.errors.EmptyDataError:
@@ -115,7 +118,9 @@ def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
         values[:, j] = numeric
     not_one_hot = np.flatnonzero(values.sum(axis=1) != 1)
     if len(not_one_hot):
-        raise InputError("labels are not one-hot (exactly one winner column must be 1)", path, int(not_one_hot[0]) + 1, LABEL_COLUMNS[0])
+        raise InputError(
+            "labels are not one-hot (exactly one winner column must be 1)", path, int(not_one_hot[0]) + 1, LABEL_COLUMNS[0]
+        )
     return values.argmax(axis=1).astype(np.int64)
 
 
@@ -149,17 +154,18 @@ def load_arena_csv(path: str | Path, require_labels: bool = False, max_rows: int
 
 
 def append_extra(train: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
-    """Appends extra labelled rows, dropping any whose id or (prompt, responses) already appear."""
+    """Appends extra labelled rows; an extra row is dropped when its id or its (prompt, responses)
+    already appear in train or earlier in extra. Training rows are never dropped."""
     if "label" not in extra.columns:
         raise InputError("extra data has no label columns", column=LABEL_COLUMNS[0])
 
     def content_key(frame: pd.DataFrame) -> pd.Series:
         return frame[list(TEXT_COLUMNS)].map(json.dumps).agg("\x1f".join, axis=1)
 
-    combined = pd.concat([train, extra], ignore_index=True)
-    keys = content_key(combined)
-    keep = ~(keys.duplicated() | combined[ID_COLUMN].duplicated())
+    extra_keys = content_key(extra)
+    seen = extra_keys.isin(set(content_key(train))) | extra[ID_COLUMN].isin(set(train[ID_COLUMN]))
+    keep = ~(seen | extra_keys.duplicated() | extra[ID_COLUMN].duplicated())
     dropped = int((~keep).sum())
     if dropped:
         log.warning("extra data: dropped %d rows already present (same id or same texts)", dropped)
-    return combined[keep.to_numpy()].reset_index(drop=True)
+    return pd.concat([train, extra[keep.to_numpy()]], ignore_index=True)

@@ -1,6 +1,6 @@
 """Cuts the embedded sample (data/sample/) from arena-bench-pairs, split by prompt so train and test share none.
 
-    python -m data.make_sample --source ../shared/data/arena-bench-pairs/train.csv
+python -m data.make_sample --source ../shared/data/arena-bench-pairs/train.csv
 """
 
 from __future__ import annotations

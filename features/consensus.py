@@ -16,16 +16,23 @@ VERSION = 1
 
 def _response_table(tf: pl.DataFrame) -> pl.DataFrame:
     parts = [
-        tf.select(pl.col("group").cast(pl.String), pl.col(c).hash().alias("key"), pl.col(c + WORDS_SUFFIX).alias("words"),
-                  pl.col(c).str.len_chars().alias("chars"))
+        tf.select(
+            pl.col("group").cast(pl.String),
+            pl.col(c).hash().alias("key"),
+            pl.col(c + WORDS_SUFFIX).alias("words"),
+            pl.col(c).str.len_chars().alias("chars"),
+        )
         for c in RESPONSES
     ]
     table = pl.concat(parts).unique(subset=["group", "key"], maintain_order=True)
     # The self-join below copies every word list many times: integers copy and intersect far faster than strings.
     hashed = table.select(pl.int_range(pl.len()).alias("rid"), "words").explode("words").with_columns(pl.col("words").hash())
     hashed = hashed.group_by("rid", maintain_order=True).agg(pl.col("words").drop_nulls())
-    return table.drop("words").with_row_index("rid").with_columns(pl.col("rid").cast(pl.Int64)).join(
-        hashed.with_columns(pl.col("rid").cast(pl.Int64)), on="rid", how="left", maintain_order="left"
+    return (
+        table.drop("words")
+        .with_row_index("rid")
+        .with_columns(pl.col("rid").cast(pl.Int64))
+        .join(hashed.with_columns(pl.col("rid").cast(pl.Int64)), on="rid", how="left", maintain_order="left")
     )
 
 
@@ -44,7 +51,9 @@ def _typicality(table: pl.DataFrame) -> pl.DataFrame:
         .join(sizes, on="group", how="left")
         .with_columns(
             (pl.col("chars").log1p() - pl.col("median_chars").log1p()).alias("chars_vs_median"),
-            ((pl.col("chars").rank("average").over("group") - 1) / pl.max_horizontal(pl.col("distinct") - 1, 1)).alias("length_rank"),
+            ((pl.col("chars").rank("average").over("group") - 1) / pl.max_horizontal(pl.col("distinct") - 1, 1)).alias(
+                "length_rank"
+            ),
         )
         .select("group", "key", "agreement", "closest", "chars_vs_median", "length_rank", "distinct")
     )

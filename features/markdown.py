@@ -30,7 +30,8 @@ def _counts(column: str) -> dict[str, pl.Expr]:
 def markdown_features(tf: pl.DataFrame) -> pl.DataFrame:
     out = paired(tf, "markdown", _counts, logratio=tuple(PATTERNS))
     prompt_code = tf.select(
-        pl.col("prompt").str.contains(r"```|\bcode\b|\bpython\b|\bfunction\b|\bscript\b|\bSQL\b|\bjava", literal=False)
+        pl.col("prompt")
+        .str.contains(r"```|\bcode\b|\bpython\b|\bfunction\b|\bscript\b|\bSQL\b|\bjava", literal=False)
         .cast(pl.Float64)
         .alias("markdown__prompt_asks_code")
     )

@@ -55,5 +55,6 @@ def duplicate_features(tf: pl.DataFrame) -> pl.DataFrame:
         (overlap == 1.0).cast(pl.Float64).alias("duplicates__pair_same_words"),
         (overlap >= NEAR_DUPLICATE).cast(pl.Float64).alias("duplicates__pair_near_duplicate"),
         (pl.col("response_a").str.slice(0, 200) == pl.col("response_b").str.slice(0, 200))
-        .cast(pl.Float64).alias("duplicates__pair_same_opening"),
+        .cast(pl.Float64)
+        .alias("duplicates__pair_same_opening"),
     )

@@ -45,7 +45,11 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
         FeatureGroup("similarity", overlap.similarity_features, overlap.VERSION, "moderate"),
         FeatureGroup("consensus", consensus.consensus_features, consensus.VERSION, "moderate"),
         FeatureGroup(
-            "model_names", model_names.model_name_features, model_names.VERSION, "cheap", default=False,
+            "model_names",
+            model_names.model_name_features,
+            model_names.VERSION,
+            "cheap",
+            default=False,
             categorical=("model_names__a_code", "model_names__b_code"),
         ),
     )

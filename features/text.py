@@ -33,7 +33,10 @@ def _with_words(tf: pl.DataFrame) -> pl.DataFrame:
     """
     parts = ("prompt", *RESPONSES)
     pieces = tf.select(
-        pl.col(part).str.to_lowercase().str.replace_all("\n", " ", literal=True).str.replace_all("\t", " ", literal=True)
+        pl.col(part)
+        .str.to_lowercase()
+        .str.replace_all("\n", " ", literal=True)
+        .str.replace_all("\t", " ", literal=True)
         .str.split(" ")
         for part in parts
     )

@@ -1,0 +1,70 @@
+"""blend: weights over several runs' out-of-fold predictions, applied to their test predictions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from competition.atomic import write_text_atomic
+from competition.cli import add_common_arguments
+from competition.commands.common import config_from_args
+from competition.config import save_config
+from competition.metric import score_report
+from competition.predictions import OOF_FILE, TEST_FILE, save_predictions
+from competition.report import print_table
+from competition.submission import write_submission
+from ensemble.blend import apply_blend, cross_fitted_blend, fit_blend_weights
+from ensemble.runs import load_runs
+from ensemble.settings import BlendConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--runs", nargs="+", help="run directories with oof.parquet (and test.parquet)")
+    parser.add_argument("--temperature", action="store_true", default=None, help="also fit a temperature")
+
+
+def run_blend(cfg: BlendConfig) -> pd.DataFrame:
+    """Fits the weights, writes the blended oof/test predictions, returns the per-model report."""
+    runs = load_runs(list(cfg.runs))
+    weights = fit_blend_weights(runs.oof, runs.y, cfg.temperature)
+    blended = apply_blend(runs.oof, weights)
+    honest = cross_fitted_blend(runs.oof, runs.y, runs.folds, cfg.temperature)
+    rows = [
+        {"model": name, "weight": float(w), **score_report(runs.y, p)}
+        for name, w, p in zip(runs.names, weights.weights, runs.oof, strict=True)
+    ]
+    rows.append({"model": "blend (in-sample weights)", "weight": 1.0, **score_report(runs.y, blended)})
+    rows.append({"model": "blend (weights cross-fitted by fold)", "weight": 1.0, **score_report(runs.y, honest)})
+    report = pd.DataFrame(rows)
+    out = cfg.run_dir
+    save_config(cfg, out / "config.toml")
+    save_predictions(out / OOF_FILE, runs.ids, honest, fold=runs.folds, label=runs.y)
+    meta = {
+        "runs": list(cfg.runs),
+        "weights": weights.weights.tolist(),
+        "temperature": weights.temperature,
+        "rows": len(runs.ids),
+    }
+    write_text_atomic(out / "weights.json", json.dumps(meta, indent=1))
+    report.to_csv(out / "blend_report.csv", index=False)
+    if runs.test is not None:
+        test_probs = apply_blend(runs.test, weights)
+        save_predictions(out / TEST_FILE, runs.test_ids, test_probs)
+        write_submission(Path(cfg.submissions_dir) / f"{cfg.name}.csv", runs.test_ids, test_probs)
+    return report
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.out:
+        out = Path(args.out)
+        args.set = [f"runs_dir={str(out.parent)!r}", f"name={out.name!r}", *args.set]
+    if args.runs:
+        args.set = [f"runs={list(args.runs)!r}".replace("'", '"'), *args.set]
+    cfg = config_from_args(BlendConfig, args, {"temperature": "temperature"})
+    report = run_blend(cfg)
+    print_table(f"blend of {len(cfg.runs)} runs (out-of-fold, rows shared by all runs)", report.drop(columns=["prior_log_loss"]))
+    return 0

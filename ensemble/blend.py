@@ -1,0 +1,63 @@
+"""Blend weights fitted on out-of-fold log loss: non-negative, summing to 1, plus an optional temperature.
+
+Weights are a softmax of free parameters, so the simplex constraint needs no constrained solver;
+the temperature divides the log of the blended probabilities (T > 1 softens, T < 1 sharpens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import softmax
+
+from competition.labels import as_probabilities
+from competition.metric import log_loss
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    weights: np.ndarray  # one per model, >= 0, summing to 1
+    temperature: float = 1.0
+
+
+def apply_blend(probs: list[np.ndarray], blend: BlendWeights) -> np.ndarray:
+    mixed = np.tensordot(blend.weights, np.stack([as_probabilities(p) for p in probs]), axes=1)
+    if blend.temperature == 1.0:
+        return as_probabilities(mixed)
+    return as_probabilities(softmax(np.log(np.clip(mixed, 1e-15, 1)) / blend.temperature, axis=1))
+
+
+def fit_blend_weights(probs: list[np.ndarray], y: np.ndarray, fit_temperature: bool = False) -> BlendWeights:
+    """Minimises the log loss of the weighted mean of the models' probabilities."""
+    n_models = len(probs)
+    stacked = [as_probabilities(p) for p in probs]
+
+    def unpack(theta: np.ndarray) -> BlendWeights:
+        return BlendWeights(softmax(theta[:n_models]), float(np.exp(theta[n_models])) if fit_temperature else 1.0)
+
+    def loss(theta: np.ndarray) -> float:
+        return log_loss(y, apply_blend(stacked, unpack(theta)))
+
+    start = np.zeros(n_models + (1 if fit_temperature else 0))
+    if n_models == 1 and not fit_temperature:
+        return BlendWeights(np.ones(1))
+    best = minimize(loss, start, method="L-BFGS-B")
+    # Two models with near-identical probabilities leave a flat valley; round tiny weights away.
+    found = unpack(best.x)
+    weights = np.where(found.weights < 1e-4, 0.0, found.weights)
+    return BlendWeights(weights / weights.sum(), found.temperature)
+
+
+def cross_fitted_blend(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, fit_temperature: bool = False) -> np.ndarray:
+    """Out-of-fold blend: each fold's rows blended with weights fitted on the other folds.
+
+    Its log loss is the honest figure; the in-sample blend loss is optimistic by construction.
+    """
+    out = np.zeros((len(y), 3))
+    for fold in np.unique(folds):
+        held = folds == fold
+        weights = fit_blend_weights([p[~held] for p in probs], y[~held], fit_temperature)
+        out[held] = apply_blend([p[held] for p in probs], weights)
+    return out
