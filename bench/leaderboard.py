@@ -1,0 +1,99 @@
+"""Bradley-Terry ratings vs the `arena-rank` package (lmarena's own implementation) on real arena votes.
+
+Prints JSON: rank correlation and the largest rating difference against arena-rank, interval widths from
+both sandwich estimators, and held-out "higher rating wins" accuracy and log losses for each tie model.
+    python bench/leaderboard.py [--battles ../shared/data/arena-140k-battles/battles.csv]
+arena-rank is optional (requirements-bench.txt); without it the comparison is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.leaderboard.battles import encode_models, read_battles  # noqa: E402
+from models.leaderboard.bradley_terry import ELO_PER_LOGIT, aggregate  # noqa: E402
+from models.leaderboard.ratings import evaluate_holdout, fit_ratings, rating_table  # noqa: E402
+from models.leaderboard.settings import BattleData, FitConfig, HoldoutConfig, IntervalConfig, LeaderboardConfig  # noqa: E402
+
+WELL_OBSERVED = 50  # battles; below this a rating is barely identified and optimisers stop in different places
+
+
+def loss_at(model, frame: pd.DataFrame, elo: pd.Series) -> float:
+    """Mean negative log likelihood per battle at the given ratings: tells which optimum is better."""
+    a, b, names = encode_models(frame)
+    logits = (elo.reindex(names).to_numpy() - 1000.0) / ELO_PER_LOGIT
+    z = np.concatenate([logits[1:] - logits[0], [0.0]])
+    return float(model._objective(z, *aggregate(a, b, frame["outcome"].to_numpy()), None)[0])
+
+
+def arena_rank_ratings(path: str) -> tuple[pd.DataFrame, float]:
+    from arena_rank.models.bradley_terry import BradleyTerry as ArenaBT
+    from arena_rank.utils.data_utils import PairDataset
+
+    frame = pd.read_csv(path)
+    start = time.perf_counter()
+    dataset = PairDataset.from_pandas(frame)  # tie and both_bad count 0.5, as in ours
+    result = ArenaBT(n_competitors=len(dataset.competitors)).compute_ratings_and_cis(dataset, ci_method="sandwich")
+    seconds = time.perf_counter() - start
+    table = pd.DataFrame({
+        "model": result["competitors"], "rating": np.asarray(result["ratings"]),
+        "lower": np.asarray(result["rating_lower"]), "upper": np.asarray(result["rating_upper"]),
+    })
+    return table, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--battles", default="../shared/data/arena-140k-battles/battles.csv")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    cfg = LeaderboardConfig(name="bench", seed=args.seed, data=BattleData(battles=args.battles),
+                            intervals=IntervalConfig(methods=("sandwich",)), holdout=HoldoutConfig(share=0.2))
+    frame = read_battles(args.battles)
+    start = time.perf_counter()
+    model = fit_ratings(frame, None, cfg)
+    ours = rating_table(model, frame, cfg)
+    ours_seconds = time.perf_counter() - start
+    out: dict = {"battles": len(frame), "models": len(ours), "ours_fit_and_sandwich_seconds": round(ours_seconds, 2)}
+    try:
+        reference, ref_seconds = arena_rank_ratings(args.battles)
+    except ImportError as err:
+        out["arena_rank"] = f"skipped: arena-rank not installed ({err}); pip install -r requirements-bench.txt"
+    else:
+        merged = ours.merge(reference, on="model", suffixes=("", "_ref"))
+        diff = (merged["rating"] - merged["rating_ref"]).abs()
+        width = merged["sandwich_upper"] - merged["sandwich_lower"]
+        width_ref = merged["upper"] - merged["lower"]
+        well = merged["battles"] >= WELL_OBSERVED
+        rel_width = (width - width_ref).abs() / width_ref
+        out["arena_rank"] = {
+            "models_matched": len(merged), "spearman": float(spearmanr(merged["rating"], merged["rating_ref"]).statistic),
+            "max_abs_rating_diff": float(diff.max()), "max_diff_model": merged.loc[diff.idxmax(), "model"],
+            "mean_abs_rating_diff": float(diff.mean()),
+            "max_rel_interval_width_diff": float(rel_width.max()),
+            "max_abs_rating_diff_models_with_50_battles": float(diff[well].max()),
+            "max_rel_interval_width_diff_models_with_50_battles": float(rel_width[well].max()),
+            "nll_per_battle_ours": loss_at(model, frame, merged.set_index("model")["rating"]),
+            "nll_per_battle_arena_rank": loss_at(model, frame, merged.set_index("model")["rating_ref"]),
+            "arena_rank_seconds": round(ref_seconds, 2),
+        }
+    out["holdout"] = {}
+    for tie_model in ("half", "rao-kupper", "davidson"):
+        run_cfg = replace(cfg, fit=FitConfig(tie_model=tie_model))
+        out["holdout"][tie_model] = evaluate_holdout(frame, None, run_cfg)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
