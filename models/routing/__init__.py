@@ -1,0 +1,1 @@
+"""Cost-aware routing: pick a model per prompt to maximise predicted quality under a budget."""

@@ -1,0 +1,185 @@
+"""The `route` stage: out-of-fold quality predictions on graded prompts, routing against baselines, a quality-vs-cost curve.
+
+Folds are over prompts (each prompt is its own group), so every prediction comes from a model that
+never saw that prompt. Baselines: every single model, the best single model (by training-fold mean),
+uniform random choice, the cheapest model, and the per-prompt oracle (true grades).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.atomic import write_atomic, write_text_atomic
+from competition.config import save_config
+from competition.errors import InputError
+from competition.folds import assign_folds
+from data.loader import parse_turns
+from models.routing.plots import plot_curve
+from models.routing.quality import PromptQuality, prompt_features
+from models.routing.router import mean_cost, route_budget, route_lambda
+from models.routing.settings import RoutingConfig
+
+
+@dataclass
+class GradedPrompts:
+    ids: np.ndarray  # question_id per prompt
+    models: list[str]
+    grades: np.ndarray  # (prompts, models), NaN where a model has no graded answer
+    prompts: list[list[str | None]]
+
+
+def load_graded(cfg: RoutingConfig) -> GradedPrompts:
+    for key in ("grades", "prompts"):
+        if not getattr(cfg.data, key):
+            raise InputError(f"set data.{key} (see configs/routing/bench.toml)")
+        if not Path(getattr(cfg.data, key)).exists():
+            raise InputError("file not found", getattr(cfg.data, key))
+    grades = pd.read_csv(cfg.data.grades, dtype={"question_id": str})
+    missing = {"question_id", "model", "grade"} - set(grades.columns)
+    if missing:
+        raise InputError("grades file needs question_id, model, grade", cfg.data.grades, column=sorted(missing)[0])
+    matrix = grades.pivot_table(index="question_id", columns="model", values="grade", aggfunc="mean")
+    texts = read_prompts(cfg.data.prompts, id_column="question_id").drop_duplicates("question_id").set_index("question_id")
+    unknown = matrix.index.difference(texts.index)
+    if len(unknown):
+        raise InputError(f"{len(unknown)} graded prompts have no text in the prompts file, e.g. {unknown[0]!r}", cfg.data.prompts)
+    return GradedPrompts(matrix.index.to_numpy(), list(matrix.columns), matrix.to_numpy(dtype=np.float64), texts.loc[matrix.index, "prompt"].tolist())
+
+
+def read_prompts(path: str | Path, id_column: str = "id") -> pd.DataFrame:
+    """Prompt texts (list of turns) from any CSV with a `prompt` column, keyed by `id_column` (or row number)."""
+    header = pd.read_csv(path, nrows=0).columns
+    if "prompt" not in header:
+        raise InputError("no prompt column", path, column="prompt")
+    usecols = ["prompt"] + ([id_column] if id_column in header else [])
+    frame = pd.read_csv(path, usecols=usecols, dtype=str, keep_default_na=False)
+    if id_column not in frame.columns:
+        frame[id_column] = [str(i + 1) for i in range(len(frame))]
+    frame["prompt"] = [parse_turns(cell)[0] for cell in frame["prompt"]]
+    return frame
+
+
+def load_costs(cfg: RoutingConfig) -> dict[str, float]:
+    costs: dict[str, float] = {}
+    if cfg.router.costs_file:
+        path = Path(cfg.router.costs_file)
+        if not path.exists():
+            raise InputError("cost table not found", path)
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"not valid TOML ({err})", path) from None
+        bad = [k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+        if bad:
+            raise InputError(f"cost of {bad[0]!r} must be a non-negative number", path)
+        costs.update({k: float(v) for k, v in table.items()})
+    return {**costs, **cfg.router.costs}
+
+
+def cost_vector(models: list[str], costs: dict[str, float]) -> np.ndarray:
+    missing = [m for m in models if m not in costs]
+    if missing:
+        raise InputError(f"no cost for model {missing[0]!r} in the cost table ({len(missing)} missing; see router.costs_file)")
+    return np.array([costs[m] for m in models], dtype=np.float64)
+
+
+def out_of_fold_quality(X: np.ndarray, grades: np.ndarray, folds: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted quality, training-fold mean grade per model) for each prompt, both out of fold."""
+    predicted, train_mean = np.zeros_like(grades), np.zeros_like(grades)
+    for fold in np.unique(folds):
+        fit, held = folds != fold, folds == fold
+        model = PromptQuality(alpha).fit(X[fit], grades[fit])
+        predicted[held] = model.predict(X[held])
+        train_mean[held] = model.model_mean_
+    return predicted, train_mean
+
+
+def _point(policy: str, grades: np.ndarray, costs: np.ndarray, choice: np.ndarray, budget: float | None = None) -> dict:
+    achieved = grades[np.arange(len(choice)), choice]
+    return {"policy": policy, "budget": budget, "mean_cost": mean_cost(choice, costs), "mean_grade": float(np.mean(achieved))}
+
+
+def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(curve and baseline points, summary at the budget, per-prompt decisions at the budget)."""
+    costs, grades = cost_vector(data.models, load_costs(cfg)), data.grades
+    available = ~np.isnan(grades)
+    folds = assign_folds(None, pd.Series(data.ids), cfg.folds, cfg.seed)
+    predicted, train_mean = out_of_fold_quality(X, grades, folds, cfg.quality.alpha)
+    overall_mean = np.nanmean(grades, axis=0)
+    best = int(np.argmax(overall_mean))
+    cheapest = int(np.lexsort((-overall_mean, costs))[0])  # ties in price: the better model
+    # The curve: both policies under a grid of budgets, from the cheapest routing to no limit.
+    budgets = np.geomspace(costs.min(), costs.max(), cfg.router.curve_points)
+    points = [_point(policy, grades, costs, route_budget(q, costs, b, available), budget=b)
+              for policy, q in (("router", predicted), ("oracle", grades)) for b in budgets]
+    # A single model stands in for itself; on the few prompts it did not answer, the cheapest model that did.
+    single = [_point(f"single:{m}", grades, costs, route_lambda(np.tile(np.eye(len(costs))[j], (len(grades), 1)), costs, 0.0, available))
+              for j, m in enumerate(data.models)]
+    best_choice = route_lambda(train_mean, costs, 0.0, available)  # the best model by training folds, next best if absent
+    random_grade = float(np.mean(np.nanmean(grades, axis=1)))
+    random_cost = float(np.mean((available * costs).sum(axis=1) / available.sum(axis=1)))
+    baselines = [_point("best_single", grades, costs, best_choice), {"policy": "random", "budget": None, "mean_cost": random_cost, "mean_grade": random_grade}]
+    budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[best]
+    router_choice = route_budget(predicted, costs, budget, available)
+    oracle_choice = route_budget(grades, costs, budget, available)
+    cheap_point = single[cheapest]
+    at_budget = {"router": _point("router", grades, costs, router_choice), "oracle": _point("oracle", grades, costs, oracle_choice)}
+    # The same budget spent knowing only each model's mean grade: what prompt-specific predictions must beat.
+    means_only = _point("means_only", grades, costs, route_budget(train_mean, costs, budget, available))
+    oracle_free = _point("oracle", grades, costs, route_lambda(grades, costs, 0.0, available))
+    gain = at_budget["oracle"]["mean_grade"] - cheap_point["mean_grade"]
+    summary = {
+        "prompts": len(grades), "models": len(costs), "folds": cfg.folds, "budget_per_prompt": float(budget),
+        "best_single_model": data.models[best], "best_single": baselines[0], "cheapest_model": data.models[cheapest], "cheapest": cheap_point,
+        "random": baselines[1], "oracle_unconstrained": oracle_free, "means_only_at_budget": means_only, "router_at_budget": at_budget["router"], "oracle_at_budget": at_budget["oracle"],
+        "router_share_of_oracle_gain_at_budget": (at_budget["router"]["mean_grade"] - cheap_point["mean_grade"]) / gain if gain > 0 else None,
+        "means_only_share_of_oracle_gain_at_budget": (means_only["mean_grade"] - cheap_point["mean_grade"]) / gain if gain > 0 else None,
+        "router_share_of_unconstrained_oracle_gain": (at_budget["router"]["mean_grade"] - cheap_point["mean_grade"])
+        / (oracle_free["mean_grade"] - cheap_point["mean_grade"]),
+        "quality_rmse_oof": float(np.sqrt(np.nanmean((predicted - grades) ** 2))),
+        "quality_rmse_model_mean": float(np.sqrt(np.nanmean((train_mean - grades) ** 2))),
+    }
+    decisions = pd.DataFrame({
+        "question_id": data.ids, "fold": folds, "router_model": np.array(data.models)[router_choice],
+        "router_predicted": predicted[np.arange(len(grades)), router_choice], "router_grade": grades[np.arange(len(grades)), router_choice],
+        "oracle_model": np.array(data.models)[oracle_choice], "oracle_grade": grades[np.arange(len(grades)), oracle_choice],
+    })
+    return pd.DataFrame(points + single + baselines), summary, decisions
+
+
+def route_new_prompts(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> pd.DataFrame:
+    """Fit the quality model on every graded prompt and route the prompts of data.test."""
+    costs = cost_vector(data.models, load_costs(cfg))
+    test = read_prompts(cfg.data.test)
+    quality = PromptQuality(cfg.quality.alpha).fit(X, data.grades).predict(prompt_features(test["prompt"].tolist(), cfg.quality.embed))
+    if cfg.router.lam is not None:
+        choice = route_lambda(quality, costs, cfg.router.lam)
+    else:
+        budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[int(np.argmax(np.nanmean(data.grades, axis=0)))]
+        choice = route_budget(quality, costs, budget)
+    rows = np.arange(len(choice))
+    return pd.DataFrame({"id": test["id"], "model": np.array(data.models)[choice], "predicted_grade": quality[rows, choice], "cost": costs[choice]})
+
+
+def run(cfg: RoutingConfig, write: bool = True) -> dict:
+    data = load_graded(cfg)
+    X = prompt_features(data.prompts, cfg.quality.embed)
+    curve, summary, decisions = evaluate_routing(data, X, cfg)
+    routed = route_new_prompts(data, X, cfg) if cfg.data.test else None
+    if write:
+        out = cfg.run_dir
+        save_config(cfg, out / "config.toml")
+        write_atomic(out / "curve.csv", lambda p: curve.to_csv(p, index=False))
+        write_atomic(out / "decisions.csv", lambda p: decisions.to_csv(p, index=False))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+        plot_curve(curve, summary, out / "curve.png")
+        if routed is not None:
+            write_atomic(out / "routed.csv", lambda p: routed.to_csv(p, index=False))
+        summary["run_dir"] = str(out)
+    return {"summary": summary, "curve": curve, "decisions": decisions, "routed": routed}

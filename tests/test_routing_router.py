@@ -1,0 +1,118 @@
+"""Routing: perfect predictions give the oracle, budgets hold, unavailable models are never chosen."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition.cli import main as cli_main
+from competition.errors import InputError
+from models.routing.router import mean_cost, route_budget, route_lambda
+
+COSTS = np.array([0.2, 2.0, 2.0, 30.0, 60.0])
+
+
+def grades(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, 11, (n, len(COSTS))).astype(float)
+
+
+def test_perfect_predictions_reproduce_the_cheapest_per_prompt_oracle():
+    g = grades()
+    choice = route_lambda(g, COSTS, 0.0)
+    rows = np.arange(len(g))
+    assert np.array_equal(g[rows, choice], g.max(axis=1))
+    best = g == g.max(axis=1, keepdims=True)
+    assert np.array_equal(COSTS[choice], np.where(best, COSTS, np.inf).min(axis=1))  # ties go to the cheaper model
+    assert np.array_equal(route_budget(g, COSTS, budget=COSTS.max(), available=None), choice)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_budget_is_respected_and_spent_well(seed):
+    g = grades(seed=seed)
+    for budget in (0.2, 1.0, 5.0, 15.0, 40.0):
+        choice = route_budget(g, COSTS, budget)
+        assert mean_cost(choice, COSTS) <= budget + 1e-9
+        # never worse than any single model that fits the budget
+        for j in np.flatnonzero(COSTS <= budget):
+            assert g[np.arange(len(g)), choice].mean() >= g[:, j].mean() - 1e-9
+
+
+def test_budget_routing_is_close_to_the_brute_force_optimum():
+    rng = np.random.default_rng(3)
+    costs = np.array([1.0, 3.0, 7.0])
+    gaps = []
+    for _ in range(40):
+        q = rng.random((4, 3)) * 10
+        budget = rng.uniform(1.0, 7.0)
+        best = max(q[np.arange(4), c].mean() for c in itertools.product(range(3), repeat=4) if costs[list(c)].mean() <= budget)
+        choice = route_budget(q, costs, budget)
+        assert mean_cost(choice, costs) <= budget + 1e-9
+        gaps.append(best - q[np.arange(4), choice].mean())
+    # Lagrangian + greedy fill is not exact on tiny knapsacks, but it is optimal most of the time and close otherwise
+    assert np.mean(np.array(gaps) < 1e-9) >= 0.85 and max(gaps) < 1.0
+
+
+def test_unavailable_models_are_never_chosen_and_lambda_lowers_cost():
+    g = grades(seed=4)
+    available = np.random.default_rng(5).random(g.shape) > 0.3
+    available[:, 0] = True
+    costs_seen = []
+    for lam in (0.0, 0.01, 0.1, 1.0, 10.0):
+        choice = route_lambda(g, COSTS, lam, available)
+        assert available[np.arange(len(g)), choice].all()
+        costs_seen.append(mean_cost(choice, COSTS))
+    assert costs_seen == sorted(costs_seen, reverse=True)
+    assert available[np.arange(len(g)), route_budget(g, COSTS, 3.0, available)].all()
+
+
+def test_budget_below_the_cheapest_routing_is_an_input_error():
+    with pytest.raises(InputError, match="below the cheapest"):
+        route_budget(grades(), COSTS, 0.1)
+
+
+def write_graded(tmp_path, n_prompts=40, seed=0):
+    """Prompts that ask for code are hard for the cheap model: a router that reads prompts can use that."""
+    rng = np.random.default_rng(seed)
+    models = ["cheap", "mid", "best"]
+    rows, prompts = [], []
+    for i in range(n_prompts):
+        code = i % 2 == 0
+        text = f"write a python function number {i}" if code else f"say hello to person {i}"
+        prompts.append({"id": i, "question_id": f"q{i}", "prompt": json.dumps([text]), "response_a": "[\"x\"]", "response_b": "[\"y\"]"})
+        base = {"cheap": 3 if code else 9, "mid": 6 if code else 9, "best": 9}
+        rows += [{"question_id": f"q{i}", "model": m, "grade": min(10, base[m] + int(rng.integers(0, 2)))} for m in models]
+    pd.DataFrame(rows).to_csv(tmp_path / "grades.csv", index=False)
+    pd.DataFrame(prompts).to_csv(tmp_path / "pairs.csv", index=False)
+    (tmp_path / "costs.toml").write_text('cheap = 1.0\nmid = 3.0\nbest = 10.0\n')
+    return tmp_path
+
+
+def test_route_command_end_to_end_on_a_tiny_graded_set(tmp_path, capsys):
+    write_graded(tmp_path)
+    pd.DataFrame({"id": ["n1", "n2"], "prompt": [json.dumps(["write python code please"]), json.dumps(["say hello"])]}).to_csv(tmp_path / "new.csv", index=False)
+    sets = [f"data.grades={str(tmp_path / 'grades.csv')!r}", f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
+            f"runs_dir={str(tmp_path)!r}"]
+    argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--test", str(tmp_path / "new.csv"), "--folds", "4"]
+    assert cli_main(argv + [a for s in sets for a in ("--set", s)]) == 0
+    out = tmp_path / "routing" / "bench"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["router_at_budget"]["mean_cost"] <= summary["budget_per_prompt"] + 1e-9
+    assert summary["router_share_of_oracle_gain_at_budget"] > summary["means_only_share_of_oracle_gain_at_budget"]
+    for name in ("curve.csv", "curve.png", "decisions.csv", "routed.csv", "config.toml"):
+        assert (out / name).exists()
+    routed = pd.read_csv(out / "routed.csv")
+    assert routed["cost"].mean() <= summary["budget_per_prompt"] + 1e-9
+
+
+def test_missing_cost_is_reported_in_one_line(tmp_path, capsys):
+    write_graded(tmp_path)
+    (tmp_path / "costs.toml").write_text("cheap = 1.0\n")
+    argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--set", f"data.grades={str(tmp_path / 'grades.csv')!r}",
+            "--set", f"router.costs_file={str(tmp_path / 'costs.toml')!r}", "--set", f"runs_dir={str(tmp_path)!r}"]
+    assert cli_main(argv) == 2
+    assert "no cost for model" in capsys.readouterr().err
