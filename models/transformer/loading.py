@@ -89,6 +89,7 @@ def load_classifier(
         id2label=dict(enumerate(LABEL_COLUMNS)),
         label2id={name: i for i, name in enumerate(LABEL_COLUMNS)},
         local_files_only=True,
+        ignore_mismatched_sizes=True,  # a head of another size (e.g. 2 labels) is replaced by a fresh 3-way one
         dtype=torch_dtype,
         **kwargs,
     )

