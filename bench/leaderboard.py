@@ -1,9 +1,11 @@
-"""Bradley-Terry ratings vs the `arena-rank` package (lmarena's own implementation) on real arena votes.
+"""Leaderboard figures, printed as JSON.
 
-Prints JSON: rank correlation and the largest rating difference against arena-rank, interval widths from
-both sandwich estimators, and held-out "higher rating wins" accuracy and log losses for each tie model.
-    python bench/leaderboard.py [--battles ../shared/data/arena-140k-battles/battles.csv]
-arena-rank is optional (requirements-bench.txt); without it the comparison is reported as skipped.
+1. Bradley-Terry ratings vs the `arena-rank` package (lmarena's own implementation) on real arena votes:
+   rank correlation, largest rating difference, sandwich interval widths; held-out "higher rating wins"
+   accuracy and log losses for each tie model. arena-rank is optional (requirements-bench.txt).
+2. The model-aware predictor on arena-bench-pairs, folds grouped by prompt: out-of-fold log loss with and
+   without model names, and how well per-prompt leaderboards from its predictions match the judge's grades.
+    python bench/leaderboard.py [--skip-predictor] [--skip-ratings] [--learning-rate 0.1]
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from competition.settings import LGBMConfig  # noqa: E402
 from models.leaderboard.battles import encode_models, read_battles  # noqa: E402
 from models.leaderboard.bradley_terry import ELO_PER_LOGIT, aggregate  # noqa: E402
 from models.leaderboard.ratings import evaluate_holdout, fit_ratings, rating_table  # noqa: E402
-from models.leaderboard.settings import BattleData, FitConfig, HoldoutConfig, IntervalConfig, LeaderboardConfig  # noqa: E402
+from models.leaderboard.settings import (  # noqa: E402
+    BattleData,
+    FitConfig,
+    HoldoutConfig,
+    IntervalConfig,
+    LeaderboardConfig,
+    PairData,
+    PromptLeaderboardConfig,
+)
 
 WELL_OBSERVED = 50  # battles; below this a rating is barely identified and optimisers stop in different places
 
@@ -53,21 +64,16 @@ def arena_rank_ratings(path: str) -> tuple[pd.DataFrame, float]:
     return table, seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--battles", default="../shared/data/arena-140k-battles/battles.csv")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
-    cfg = LeaderboardConfig(name="bench", seed=args.seed, data=BattleData(battles=args.battles),
+def ratings_section(battles: str, seed: int) -> dict:
+    cfg = LeaderboardConfig(name="bench", seed=seed, data=BattleData(battles=battles),
                             intervals=IntervalConfig(methods=("sandwich",)), holdout=HoldoutConfig(share=0.2))
-    frame = read_battles(args.battles)
+    frame = read_battles(battles)
     start = time.perf_counter()
     model = fit_ratings(frame, None, cfg)
     ours = rating_table(model, frame, cfg)
-    ours_seconds = time.perf_counter() - start
-    out: dict = {"battles": len(frame), "models": len(ours), "ours_fit_and_sandwich_seconds": round(ours_seconds, 2)}
+    out: dict = {"battles": len(frame), "models": len(ours), "ours_fit_and_sandwich_seconds": round(time.perf_counter() - start, 2)}
     try:
-        reference, ref_seconds = arena_rank_ratings(args.battles)
+        reference, ref_seconds = arena_rank_ratings(battles)
     except ImportError as err:
         out["arena_rank"] = f"skipped: arena-rank not installed ({err}); pip install -r requirements-bench.txt"
     else:
@@ -80,7 +86,7 @@ def main() -> None:
         out["arena_rank"] = {
             "models_matched": len(merged), "spearman": float(spearmanr(merged["rating"], merged["rating_ref"]).statistic),
             "max_abs_rating_diff": float(diff.max()), "max_diff_model": merged.loc[diff.idxmax(), "model"],
-            "mean_abs_rating_diff": float(diff.mean()),
+            "max_diff_model_battles": int(merged.loc[diff.idxmax(), "battles"]), "mean_abs_rating_diff": float(diff.mean()),
             "max_rel_interval_width_diff": float(rel_width.max()),
             "max_abs_rating_diff_models_with_50_battles": float(diff[well].max()),
             "max_rel_interval_width_diff_models_with_50_battles": float(rel_width[well].max()),
@@ -88,10 +94,36 @@ def main() -> None:
             "nll_per_battle_arena_rank": loss_at(model, frame, merged.set_index("model")["rating_ref"]),
             "arena_rank_seconds": round(ref_seconds, 2),
         }
-    out["holdout"] = {}
-    for tie_model in ("half", "rao-kupper", "davidson"):
-        run_cfg = replace(cfg, fit=FitConfig(tie_model=tie_model))
-        out["holdout"][tie_model] = evaluate_holdout(frame, None, run_cfg)
+    out["holdout"] = {tie_model: evaluate_holdout(frame, None, replace(cfg, fit=FitConfig(tie_model=tie_model)))
+                      for tie_model in ("half", "rao-kupper", "davidson")}
+    return out
+
+
+def predictor_section(pairs: str, grades: str, seed: int, learning_rate: float) -> dict:
+    from models.leaderboard.prompt import evaluate_predictor, load_pairs
+
+    cfg = PromptLeaderboardConfig(seed=seed, data=PairData(train=pairs, grades=grades), lgbm=LGBMConfig(learning_rate=learning_rate))
+    start = time.perf_counter()
+    result = evaluate_predictor(load_pairs(cfg), cfg)
+    result["learning_rate"], result["seconds"] = learning_rate, round(time.perf_counter() - start, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--battles", default="../shared/data/arena-140k-battles/battles.csv")
+    parser.add_argument("--pairs", default="../shared/data/arena-bench-pairs/train.csv")
+    parser.add_argument("--grades", default="../shared/data/arena-bench-pairs/grades.csv")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--learning-rate", type=float, default=0.1, help="LightGBM rate for the predictor (0.1: 5 folds x 2 in minutes)")
+    parser.add_argument("--skip-ratings", action="store_true")
+    parser.add_argument("--skip-predictor", action="store_true")
+    args = parser.parse_args()
+    out = {}
+    if not args.skip_ratings:
+        out["ratings"] = ratings_section(args.battles, args.seed)
+    if not args.skip_predictor:
+        out["model_aware_predictor"] = predictor_section(args.pairs, args.grades, args.seed, args.learning_rate)
     print(json.dumps(out, indent=1))
 
 
