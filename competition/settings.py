@@ -10,7 +10,7 @@ from features.registry import DEFAULT_GROUPS
 
 @dataclass(frozen=True)
 class DataConfig:
-    train: str = "data/sample/train.csv"
+    train: str = "data/sample/train.csv.xz"
     test: str = "data/sample/test.csv"
     extra: str | None = None  # labelled rows in the same format, appended to train without duplicates
     max_rows: int | None = None  # quick runs: read only the first rows of each file

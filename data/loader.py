@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import lzma
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from competition.labels import LABEL_COLUMNS, MODEL_COLUMNS, TEXT_COLUMNS
 log = logging.getLogger(__name__)
 
 ID_COLUMN = "id"
+# pandas reads these compressed CSVs directly (by file name), as it does Kaggle's plain ones.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip", ".zst")
 
 
 @dataclass
@@ -84,15 +88,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise InputError("file not found", path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path)
-    with path.open("rb") as handle:
-        if b"\x00" in handle.read(65536):
-            raise InputError("not a CSV (binary content)", path)
+    if not path.name.endswith(COMPRESSED_SUFFIXES):
+        with path.open("rb") as handle:
+            if b"\x00" in handle.read(65536):
+                raise InputError("not a CSV (binary content)", path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding_errors="replace")
     except pd.errors.EmptyDataError:
         raise InputError("file is empty", path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        raise InputError(f"not a readable CSV ({str(err).splitlines()[0]})", path) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as err:
+        raise InputError(f"not a readable CSV ({str(err).splitlines()[0] if str(err) else type(err).__name__})", path) from None
     if len(frame) == 0:
         raise InputError("file has a header but no rows", path)
     return frame

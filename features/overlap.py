@@ -9,13 +9,15 @@ from __future__ import annotations
 import polars as pl
 
 from features.paired import paired
-from features.text import WORDS_SUFFIX
+from features.text import SHARED_AB, WORDS_SUFFIX
 
 VERSION = 1
 NEAR_DUPLICATE = 0.9
 
 
 def shared_words(left: str, right: str) -> pl.Expr:
+    if (left, right) == ("response_a", "response_b"):
+        return pl.col(SHARED_AB)
     return pl.col(left + WORDS_SUFFIX).list.set_intersection(pl.col(right + WORDS_SUFFIX)).list.len()
 
 
