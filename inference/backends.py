@@ -1,0 +1,173 @@
+"""Backends behind one interface: score a batch of token id sequences → (n, 3) probabilities.
+
+A backend is opened inside its worker process (`open_backend(spec, device, threads)`), so only the
+picklable `BackendSpec` crosses process boundaries. Tokenising and packing happen once, in the
+parent, with the same packer the models were trained with.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from competition.errors import InputError
+from competition.labels import N_CLASSES
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("transformers", "vllm")
+VLLM_MISSING = "the vLLM backend needs the optional GPU-only extra: pip install -r requirements-vllm.txt (Linux with CUDA)"
+
+
+class Backend(Protocol):
+    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """(n, 3) float64 probabilities (a, b, tie), one row per sequence, in the order given."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Everything a worker needs to open its own copy of the model."""
+
+    kind: str = "transformers"
+    model_path: str = ""
+    dtype: str = "auto"  # auto: bfloat16 on CUDA that supports it, float16 on older CUDA, float32 on CPU
+    quantize_4bit: bool = False
+    max_length: int = 1536
+    random_init: bool = False  # benchmarks only: weights drawn from the config, no checkpoint needed
+
+
+def resolve_dtype_name(dtype: str, device: str) -> str:
+    if dtype != "auto":
+        return dtype
+    if not device.startswith("cuda"):
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def free_memory(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class TransformersBackend:
+    """A Hugging Face sequence classifier; pads each batch to its own longest row only."""
+
+    def __init__(self, model, pad_token_id: int, device: str, padding_side: str = "right"):
+        self.model = model.eval()
+        self.pad_token_id = int(pad_token_id)
+        self.device = device
+        self.padding_side = padding_side
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        import torch
+
+        longest = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(0, len(seq)) if self.padding_side == "right" else slice(longest - len(seq), longest)
+            ids[row, span] = torch.as_tensor(np.asarray(seq, dtype=np.int64))
+            mask[row, span] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+
+
+def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
+    from models.transformer.loading import load_classifier, load_tokenizer
+
+    dtype = resolve_dtype_name(spec.dtype, device)
+    if spec.random_init:
+        import torch
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        tokenizer = load_tokenizer(spec.model_path)
+        config = AutoConfig.from_pretrained(spec.model_path, num_labels=N_CLASSES, local_files_only=True)
+        config.pad_token_id = tokenizer.pad_token_id
+        torch.manual_seed(0)  # every worker draws the same weights, so devices agree
+        model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype)).to(device)
+    else:
+        tokenizer, model = load_classifier(spec.model_path, device=device, dtype=dtype, quantize_4bit=spec.quantize_4bit)
+    return TransformersBackend(model, tokenizer.pad_token_id, device, tokenizer.padding_side)
+
+
+class VllmBackend:
+    """vLLM's offline classification (pooling) API; it schedules the batch internally."""
+
+    def __init__(self, llm):
+        self.llm = llm
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        prompts = [{"prompt_token_ids": [int(t) for t in seq]} for seq in sequences]
+        outputs = self.llm.classify(prompts, use_tqdm=False)
+        probs = np.asarray([out.outputs.probs for out in outputs], dtype=np.float64)
+        if probs.shape != (len(sequences), N_CLASSES):
+            raise InputError(f"vLLM returned probabilities of shape {probs.shape}; the model must be a 3-label classifier")
+        return probs
+
+
+def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
+    if not vllm_available():
+        raise InputError(VLLM_MISSING)
+    if not device.startswith("cuda"):
+        raise InputError(f"the vLLM backend runs on CUDA devices only, got {device!r}")
+    # vLLM takes the first visible GPU; this process was started for `device`, so make it the only one
+    os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
+    import vllm
+
+    if spec.quantize_4bit:
+        raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
+    kwargs = {"model": spec.model_path, "dtype": resolve_dtype_name(spec.dtype, device), "max_model_len": spec.max_length}
+    try:
+        llm = vllm.LLM(runner="pooling", **kwargs)
+    except TypeError:  # vLLM before 0.10 named the pooling runner a task
+        llm = vllm.LLM(task="classify", **kwargs)
+    return VllmBackend(llm)
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def open_backend(spec: BackendSpec, device: str, threads: int | None = None) -> Backend:
+    """Opens `spec` on `device` (e.g. "cpu", "cuda:1"); `threads` caps torch's CPU threads."""
+    if spec.kind not in BACKENDS:
+        raise InputError(f"unknown backend {spec.kind!r} (known: {', '.join(BACKENDS)})")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if spec.kind == "vllm":
+        return open_vllm(spec, device)
+    return open_transformers(spec, device)
+
+
+def encode_pairs(tokenizer, frame, max_length: int, swapped: bool = False) -> list[list[int]]:
+    """Packed token ids per row (prompt, A, B), or with the responses exchanged when `swapped`."""
+    from models.transformer.packing import pack_pair
+
+    first, second = ("response_b", "response_a") if swapped else ("response_a", "response_b")
+    return [
+        pack_pair(tokenizer, prompt, a, b, max_length)
+        for prompt, a, b in zip(frame["prompt"], frame[first], frame[second], strict=True)
+    ]

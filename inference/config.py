@@ -1,0 +1,70 @@
+"""Config of `infer`. `configs/inference/*.toml` list only what they change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.backends import BackendSpec
+
+PLACEMENTS = ("balanced", "split")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    test: str = "data/sample/test.csv"
+    max_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = ""  # local model directory (config.json, tokenizer, weights); never downloaded
+    backend: str = "transformers"  # transformers | vllm (GPU-only extra: requirements-vllm.txt)
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    quantize_4bit: bool = False
+    max_length: int = 1536  # must match the packing the model was trained with
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    token_budget: int = 16384  # padded tokens (rows × longest row) per batch
+    max_batch_rows: int = 256
+    shard_rows: int = 1024  # items per shard: the unit written to disk and skipped on a rerun
+    sort: bool = True  # longest first; false keeps the file order (for comparisons only)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    devices: str = "cpu"  # cpu | cpu:N | cuda | cuda:0,cuda:1 — one worker process per entry
+    threads: int | None = None  # torch CPU threads per worker; default: cores / workers
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    # Average each row with its A/B-swapped twin (probabilities of a and b exchanged back).
+    average: bool = False
+    # balanced: both orders spread over all devices by tokens; split: original order on the first
+    # half of the devices, swapped order on the other half (the winners' two-GPU layout).
+    placement: str = "balanced"
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    name: str = "infer"
+    runs_dir: str = "runs/infer"
+    out: str | None = None  # run directory; default runs_dir/name
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    batching: BatchConfig = field(default_factory=BatchConfig)
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
+    swap: SwapConfig = field(default_factory=SwapConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path(self.runs_dir) / self.name
+
+    def backend_spec(self) -> BackendSpec:
+        m = self.model
+        return BackendSpec(
+            kind=m.backend, model_path=m.path, dtype=m.dtype, quantize_4bit=m.quantize_4bit, max_length=m.max_length
+        )

@@ -1,0 +1,257 @@
+"""Batch inference: plan (sort, batch, shard), run shards over devices, restore the original order by id.
+
+Items are packed rows (and, with swap averaging, their A/B-swapped twins). The plan is fixed by the
+inputs and the batching settings, not by the devices, so a rerun after a crash (even on other
+devices) finds the same shards on disk and scores only the missing ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.atomic import write_text_atomic
+from competition.config import save_config
+from competition.errors import InputError
+from competition.labels import swap_probabilities
+from competition.predictions import TEST_FILE, load_predictions, probabilities_for, save_predictions
+from inference.backends import encode_pairs, open_backend
+from inference.batching import balance_by_tokens, cut_batches, group_shards, longest_first, padded_tokens, padding_efficiency
+from inference.config import PLACEMENTS, InferenceConfig
+from inference.progress import ProgressDisplay
+from inference.workers import BackendFactory, ShardJob, parse_devices, run_workers, threads_per_worker
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    item_ids: np.ndarray  # row id of each item
+    item_swapped: np.ndarray  # whether the item is the A/B-swapped twin
+    sequences: list[np.ndarray]
+    shards: list[list[np.ndarray]]  # shard → batches → item indices
+    fingerprint: str
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(s) for s in self.sequences), dtype=np.int64, count=len(self.sequences))
+
+    def shard_side(self, shard: int) -> int:
+        return int(self.item_swapped[self.shards[shard][0][0]])
+
+    def shard_tokens(self, shard: int) -> int:
+        lengths = self.lengths
+        return sum(padded_tokens(lengths, b) for b in self.shards[shard])
+
+    def padding_efficiency(self) -> float:
+        return padding_efficiency(self.lengths, [b for shard in self.shards for b in shard])
+
+
+def build_plan(
+    ids,
+    sequences,
+    swapped_sequences=None,
+    *,
+    token_budget: int,
+    max_batch_rows: int | None,
+    shard_rows: int,
+    sort: bool = True,
+    identity: str = "",
+) -> Plan:
+    """Each side (original, swapped) sorted longest first and cut by the token budget into shards.
+
+    `identity` names what else decides the outputs (model, dtype): it enters the fingerprint.
+    """
+    ids = np.asarray(ids).astype(str)
+    sides = [sequences] if swapped_sequences is None else [sequences, swapped_sequences]
+    seqs = [np.asarray(s, dtype=np.int32) for side in sides for s in side]
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    if len(seqs) and lengths.min() == 0:
+        raise InputError("a packed row has no tokens")
+    shards = []
+    for side in range(len(sides)):
+        offset = side * len(ids)
+        side_lengths = lengths[offset : offset + len(ids)]
+        order = (longest_first(side_lengths) if sort else np.arange(len(ids))) + offset
+        shards += group_shards(cut_batches(lengths, order, token_budget, max_batch_rows), shard_rows)
+    digest = hashlib.sha256(f"{identity}|{token_budget}|{max_batch_rows}|{shard_rows}|{sort}|{len(sides)}".encode())
+    digest.update("\x1f".join(ids).encode())
+    digest.update(lengths.tobytes())
+    for s in seqs:
+        digest.update(s.tobytes())
+    return Plan(np.tile(ids, len(sides)), np.repeat(np.arange(len(sides)) == 1, len(ids)), seqs, shards, digest.hexdigest())
+
+
+def shard_path(shard_dir: Path, shard: int) -> Path:
+    return shard_dir / f"shard-{shard:05d}.parquet"
+
+
+def prepare_shard_dir(plan: Plan, shard_dir: Path, fresh: bool) -> list[int]:
+    """Shards still to score. Shards of another plan (other input, model or batching) are never mixed in."""
+    plan_file = shard_dir / PLAN_FILE
+    if fresh and shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    if plan_file.exists():
+        saved = json.loads(plan_file.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") != plan.fingerprint:
+            raise InputError(
+                "holds shards of a different input, model or batching; pass --fresh to discard them or choose another --out",
+                shard_dir,
+            )
+    write_text_atomic(
+        plan_file,
+        json.dumps({"fingerprint": plan.fingerprint, "shards": len(plan.shards), "items": len(plan.sequences)}, indent=1),
+    )
+    return [s for s in range(len(plan.shards)) if not shard_path(shard_dir, s).exists()]
+
+
+def make_job(plan: Plan, shard: int, shard_dir: Path) -> ShardJob:
+    batches = plan.shards[shard]
+    items = np.concatenate(batches)
+    return ShardJob(
+        index=shard,
+        path=shard_path(shard_dir, shard),
+        items=batches,
+        sequences=[[plan.sequences[i] for i in b] for b in batches],
+        ids=plan.item_ids[items],
+        swapped=plan.item_swapped[items],
+    )
+
+
+def assign_workers(plan: Plan, pending: list[int], n_workers: int, placement: str) -> list[list[int]]:
+    """Pending shards per worker, balanced by padded tokens; `split` keeps each side on its half of the workers."""
+    if placement not in PLACEMENTS:
+        raise InputError(f"unknown swap placement {placement!r} (known: {', '.join(PLACEMENTS)})")
+    sides = sorted({plan.shard_side(s) for s in range(len(plan.shards))})
+    if placement == "balanced" or len(sides) == 1 or n_workers == 1:
+        groups = [(pending, list(range(n_workers)))]
+    else:
+        half = (n_workers + 1) // 2
+        groups = [
+            ([s for s in pending if plan.shard_side(s) == side], workers)
+            for side, workers in ((0, range(half)), (1, range(half, n_workers)))
+        ]
+    assigned: list[list[int]] = [[] for _ in range(n_workers)]
+    for shards, workers in groups:
+        for worker, picked in zip(workers, balance_by_tokens([plan.shard_tokens(s) for s in shards], len(workers)), strict=True):
+            assigned[worker] = sorted(shards[i] for i in picked)
+    return assigned
+
+
+def merge_shards(plan: Plan, shard_dir: Path, ids) -> np.ndarray:
+    """(n, 3) probabilities in the order of `ids`, matched by id; swapped twins are averaged in."""
+    frames = [load_predictions(shard_path(shard_dir, s)) for s in range(len(plan.shards))]
+    items = pd.concat(frames, ignore_index=True)
+    if items["item"].duplicated().any() or len(items) != len(plan.sequences):
+        raise InputError("shard files do not cover every item exactly once; rerun with --fresh", shard_dir)
+    probs = probabilities_for(items[~items["swapped"]], ids)
+    if items["swapped"].any():
+        probs = (probs + swap_probabilities(probabilities_for(items[items["swapped"]], ids))) / 2
+    return probs
+
+
+def infer_frame(
+    frame: pd.DataFrame,
+    tokenizer,
+    cfg: InferenceConfig,
+    shard_dir: Path,
+    factory: BackendFactory | None = None,
+    fresh: bool = False,
+    show_progress: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """Probabilities for every row of `frame` (original order), with run statistics."""
+    start = time.perf_counter()
+    max_length, swap = cfg.model.max_length, cfg.swap.average
+    sequences = encode_pairs(tokenizer, frame, max_length)
+    swapped = encode_pairs(tokenizer, frame, max_length, swapped=True) if swap else None
+    b = cfg.batching
+    identity = f"{cfg.model.path}|{cfg.model.backend}|{cfg.model.dtype}|{cfg.model.quantize_4bit}"
+    plan = build_plan(
+        frame["id"],
+        sequences,
+        swapped,
+        token_budget=b.token_budget,
+        max_batch_rows=b.max_batch_rows,
+        shard_rows=b.shard_rows,
+        sort=b.sort,
+        identity=identity,
+    )
+    encode_seconds = time.perf_counter() - start
+    pending = prepare_shard_dir(plan, shard_dir, fresh)
+    devices = parse_devices(cfg.workers.devices)
+    threads = threads_per_worker(len(devices), cfg.workers.threads)
+    jobs = [
+        [make_job(plan, s, shard_dir) for s in shards]
+        for shards in assign_workers(plan, pending, len(devices), cfg.swap.placement)
+    ]
+    factory = factory or partial(open_backend, cfg.backend_spec())
+    display = ProgressDisplay(
+        rows=sum(j.rows for js in jobs for j in js), tokens=sum(j.tokens for js in jobs for j in js), enabled=show_progress
+    )
+    log.info(
+        "%d items in %d shards (%d to score) on %s, padding efficiency %.3f",
+        len(plan.sequences),
+        len(plan.shards),
+        len(pending),
+        ", ".join(devices),
+        plan.padding_efficiency(),
+    )
+    run_start = time.perf_counter()
+    with display:
+        worker_stats = run_workers(factory, devices, threads, jobs, display.update) if pending else []
+    run_seconds = time.perf_counter() - run_start
+    probs = merge_shards(plan, shard_dir, frame["id"])
+    scored = sum(s.rows for s in worker_stats)
+    stats = {
+        "rows": len(frame),
+        "items": len(plan.sequences),
+        "shards": len(plan.shards),
+        "shards_scored": len(pending),
+        "shards_skipped": len(plan.shards) - len(pending),
+        "items_scored": scored,
+        "devices": devices,
+        "threads_per_worker": threads,
+        "padding_efficiency": plan.padding_efficiency(),
+        "oom_splits": sum(s.oom_splits for s in worker_stats),
+        "encode_seconds": encode_seconds,
+        "run_seconds": run_seconds,
+        "load_seconds_max": max((s.load_seconds for s in worker_stats), default=0.0),
+        "items_per_second": scored / run_seconds if scored and run_seconds else None,
+        # from the first worker ready to the last one done: leaves out process start and model loading
+        "items_per_second_scoring": _scoring_rate(worker_stats),
+    }
+    return probs, stats
+
+
+def _scoring_rate(worker_stats) -> float | None:
+    active = [s for s in worker_stats if s.rows]
+    if not active:
+        return None
+    window = max(s.finished_at for s in active) - min(s.started_at for s in active)
+    return sum(s.rows for s in active) / window if window > 0 else None
+
+
+def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool = False) -> dict:
+    """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics."""
+    from data.loader import load_arena_csv
+    from models.transformer.loading import load_tokenizer
+
+    frame = load_arena_csv(cfg.data.test, max_rows=cfg.data.max_rows)
+    tokenizer = load_tokenizer(cfg.model.path)
+    run_dir = cfg.run_dir
+    save_config(cfg, run_dir / "config.toml")
+    probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / "shards", factory=factory, fresh=fresh)
+    save_predictions(run_dir / TEST_FILE, frame["id"], probs)
+    write_text_atomic(run_dir / "summary.json", json.dumps(stats, indent=1))
+    return {**stats, "predictions": str(run_dir / TEST_FILE)}

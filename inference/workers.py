@@ -1,0 +1,228 @@
+"""Worker processes: one per device, each scoring its shards and writing every shard atomically.
+
+With one device the worker runs in this process; with several, each runs in a spawned process (CUDA
+and torch threads do not survive fork) and reports progress through a queue. A batch that runs out
+of memory is split in half and retried; later batches at least that large are split up front.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue as queue_module
+import re
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from competition.errors import InputError
+from competition.labels import as_probabilities
+from competition.predictions import save_predictions
+from inference.backends import Backend, free_memory, is_out_of_memory
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[str, "int | None"], Backend]
+Report = Callable[[tuple], None]
+
+
+@dataclass
+class ShardJob:
+    """One shard's work: per batch the item indices and their token ids; where to write the result."""
+
+    index: int
+    path: Path
+    items: list[np.ndarray]
+    sequences: list[list[np.ndarray]]
+    ids: np.ndarray  # row id per item, items in batch order
+    swapped: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return sum(len(b) for b in self.items)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(s) * max(len(t) for t in s) for s in self.sequences)
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    rows: int = 0
+    oom_splits: int = 0
+    load_seconds: float = 0.0
+    score_seconds: float = 0.0
+    started_at: float = 0.0  # wall clock (time.time) after loading and when done: comparable across processes
+    finished_at: float = 0.0
+    # padded tokens of the smallest batch that ran out of memory: larger ones are split before trying
+    ceiling: int | None = None
+    shards: list[int] = field(default_factory=list)
+
+
+class WorkerFailed(RuntimeError):
+    pass
+
+
+def parse_devices(text: str) -> list[str]:
+    """ "cpu", "cpu:4" (four CPU workers), "cuda:0,cuda:1", or "cuda" (every visible GPU) → one entry per worker."""
+    devices: list[str] = []
+    for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+        if part == "cpu":
+            devices.append("cpu")
+        elif m := re.fullmatch(r"cpu:(\d+)", part):
+            devices += ["cpu"] * int(m.group(1))
+        elif part == "cuda":
+            import torch
+
+            devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        elif re.fullmatch(r"cuda:\d+", part):
+            devices.append(part)
+        else:
+            raise InputError(f"unknown device {part!r} (use cpu, cpu:N, cuda, or cuda:0,cuda:1)")
+    if not devices:
+        raise InputError(f"no devices in {text!r}")
+    if any(d.startswith("cuda") for d in devices):
+        import torch
+
+        count = torch.cuda.device_count()
+        missing = [d for d in devices if int(d.split(":")[1]) >= count]
+        if missing:
+            raise InputError(f"device {missing[0]} is not visible ({count} CUDA devices here)")
+    return devices
+
+
+def threads_per_worker(n_workers: int, threads: int | None) -> int:
+    return threads or max(1, (os.cpu_count() or 1) // n_workers)
+
+
+def score_batch(backend: Backend, sequences: list[np.ndarray], device: str, stats: WorkerStats) -> np.ndarray:
+    """Probabilities of one batch; out of memory → the halves are scored one after the other."""
+    padded = len(sequences) * max(len(s) for s in sequences)
+    too_big = stats.ceiling is not None and padded >= stats.ceiling and len(sequences) > 1
+    if not too_big:
+        try:
+            return as_probabilities(backend.score(sequences))
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            if len(sequences) == 1:
+                raise RuntimeError(
+                    f"one row of {padded} tokens does not fit in memory on {device}: lower model.max_length"
+                ) from err
+        # outside the except block, so the traceback no longer pins the failed batch's tensors
+        free_memory(device)
+        stats.oom_splits += 1
+        stats.ceiling = padded if stats.ceiling is None else min(stats.ceiling, padded)
+        log.warning(
+            "%s: out of memory on %d rows × %d tokens; splitting the batch", device, len(sequences), padded // len(sequences)
+        )
+    half = len(sequences) // 2
+    return np.concatenate(
+        [score_batch(backend, sequences[:half], device, stats), score_batch(backend, sequences[half:], device, stats)]
+    )
+
+
+def run_shards(backend: Backend, jobs: list[ShardJob], device: str, report: Report, stats: WorkerStats) -> WorkerStats:
+    """Scores each shard and writes it atomically before starting the next, so a crash loses one shard at most."""
+    for job in jobs:
+        probs = []
+        for items, sequences in zip(job.items, job.sequences, strict=True):
+            start = time.perf_counter()
+            probs.append(score_batch(backend, sequences, device, stats))
+            stats.score_seconds += time.perf_counter() - start
+            stats.batches += 1
+            stats.rows += len(items)
+            report(("batch", len(items), len(sequences) * max(len(s) for s in sequences)))
+        save_predictions(job.path, job.ids, np.concatenate(probs), item=np.concatenate(job.items), swapped=job.swapped)
+        stats.shards.append(job.index)
+        report(("shard", job.index))
+    return stats
+
+
+def open_and_run(factory: BackendFactory, device: str, threads: int, jobs: list[ShardJob], report: Report) -> WorkerStats:
+    stats = WorkerStats()
+    start = time.perf_counter()
+    backend = factory(device, threads)
+    stats.load_seconds = time.perf_counter() - start
+    stats.started_at = time.time()
+    run_shards(backend, jobs, device, report, stats)
+    stats.finished_at = time.time()
+    return stats
+
+
+def _worker_main(worker: int, factory: BackendFactory, device: str, threads: int, jobs: list[ShardJob], queue) -> None:
+    def report(message: tuple) -> None:
+        queue.put((worker, *message))
+
+    try:
+        stats = open_and_run(factory, device, threads, jobs, report)
+    except InputError as err:
+        queue.put((worker, "error", "input", str(err)))
+        raise SystemExit(1) from None
+    except BaseException:
+        queue.put((worker, "error", "crash", traceback.format_exc()))
+        raise SystemExit(1) from None
+    queue.put((worker, "done", stats))
+
+
+def run_workers(
+    factory: BackendFactory, devices: list[str], threads: int, jobs: list[list[ShardJob]], on_message: Report
+) -> list[WorkerStats]:
+    """Runs `jobs[w]` on `devices[w]`; `on_message` sees every progress message in this process."""
+    if len(devices) == 1:
+        return [open_and_run(factory, devices[0], threads, jobs[0], lambda message: on_message((0, *message)))]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    procs = [
+        context.Process(target=_worker_main, args=(w, factory, d, threads, jobs[w], queue), daemon=True)
+        for w, d in enumerate(devices)
+    ]
+    for proc in procs:
+        proc.start()
+    stats: dict[int, WorkerStats] = {}
+    errors: list[tuple] = []
+    gone_since = None  # when a worker was first seen gone without its "done": its last messages get a moment
+    try:
+        while len(stats) < len(procs) and not errors:
+            try:
+                _dispatch(queue.get(timeout=0.2), stats, errors, on_message)
+            except queue_module.Empty:
+                if any(p.exitcode is not None and w not in stats for w, p in enumerate(procs)):
+                    gone_since = gone_since or time.monotonic()
+                    if time.monotonic() - gone_since > 2.0:
+                        break
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+    _raise_failures(procs, devices, stats, errors)
+    return [stats[w] for w in range(len(procs))]
+
+
+def _dispatch(message: tuple, stats: dict, errors: list, on_message: Report) -> None:
+    worker, kind = message[0], message[1]
+    if kind == "done":
+        stats[worker] = message[2]
+    elif kind == "error":
+        errors.append(message)
+    else:
+        on_message(message)
+
+
+def _raise_failures(procs, devices: list[str], stats: dict, errors: list) -> None:
+    for worker, _, kind, text in errors:
+        if kind == "input":
+            raise InputError(f"worker {worker} on {devices[worker]}: {text}")
+        raise WorkerFailed(f"worker {worker} on {devices[worker]} failed; finished shards are kept, rerun to resume:\n{text}")
+    for worker, proc in enumerate(procs):
+        if worker not in stats:
+            raise WorkerFailed(
+                f"worker {worker} on {devices[worker]} exited with code {proc.exitcode}; finished shards are kept, rerun to resume"
+            )
