@@ -11,7 +11,7 @@ from features.registry import DEFAULT_GROUPS
 
 @dataclass(frozen=True)
 class BattleData:
-    battles: str = "data/sample/train.csv"
+    battles: str = "data/sample/train.csv.xz"
     both_bad: str = "tie"  # "tie": a both-bad vote is a tie; "drop": left out of the fit
     max_rows: int | None = None
 
@@ -57,7 +57,7 @@ class LeaderboardConfig:
 
 @dataclass(frozen=True)
 class PairData:
-    train: str = "data/sample/train.csv"  # pairs with texts, model names and labels
+    train: str = "data/sample/train.csv.xz"  # pairs with texts, model names and labels
     grades: str | None = None  # optional question_id, model, grade: the per-prompt truth to compare with
     max_rows: int | None = None
 
