@@ -57,21 +57,34 @@ def arena_rank_ratings(path: str) -> tuple[pd.DataFrame, float]:
     dataset = PairDataset.from_pandas(frame)  # tie and both_bad count 0.5, as in ours
     result = ArenaBT(n_competitors=len(dataset.competitors)).compute_ratings_and_cis(dataset, ci_method="sandwich")
     seconds = time.perf_counter() - start
-    table = pd.DataFrame({
-        "model": result["competitors"], "rating": np.asarray(result["ratings"]),
-        "lower": np.asarray(result["rating_lower"]), "upper": np.asarray(result["rating_upper"]),
-    })
+    table = pd.DataFrame(
+        {
+            "model": result["competitors"],
+            "rating": np.asarray(result["ratings"]),
+            "lower": np.asarray(result["rating_lower"]),
+            "upper": np.asarray(result["rating_upper"]),
+        }
+    )
     return table, seconds
 
 
 def ratings_section(battles: str, seed: int) -> dict:
-    cfg = LeaderboardConfig(name="bench", seed=seed, data=BattleData(battles=battles),
-                            intervals=IntervalConfig(methods=("sandwich",)), holdout=HoldoutConfig(share=0.2))
+    cfg = LeaderboardConfig(
+        name="bench",
+        seed=seed,
+        data=BattleData(battles=battles),
+        intervals=IntervalConfig(methods=("sandwich",)),
+        holdout=HoldoutConfig(share=0.2),
+    )
     frame = read_battles(battles)
     start = time.perf_counter()
     model = fit_ratings(frame, None, cfg)
     ours = rating_table(model, frame, cfg)
-    out: dict = {"battles": len(frame), "models": len(ours), "ours_fit_and_sandwich_seconds": round(time.perf_counter() - start, 2)}
+    out: dict = {
+        "battles": len(frame),
+        "models": len(ours),
+        "ours_fit_and_sandwich_seconds": round(time.perf_counter() - start, 2),
+    }
     try:
         reference, ref_seconds = arena_rank_ratings(battles)
     except ImportError as err:
@@ -84,9 +97,12 @@ def ratings_section(battles: str, seed: int) -> dict:
         well = merged["battles"] >= WELL_OBSERVED
         rel_width = (width - width_ref).abs() / width_ref
         out["arena_rank"] = {
-            "models_matched": len(merged), "spearman": float(spearmanr(merged["rating"], merged["rating_ref"]).statistic),
-            "max_abs_rating_diff": float(diff.max()), "max_diff_model": merged.loc[diff.idxmax(), "model"],
-            "max_diff_model_battles": int(merged.loc[diff.idxmax(), "battles"]), "mean_abs_rating_diff": float(diff.mean()),
+            "models_matched": len(merged),
+            "spearman": float(spearmanr(merged["rating"], merged["rating_ref"]).statistic),
+            "max_abs_rating_diff": float(diff.max()),
+            "max_diff_model": merged.loc[diff.idxmax(), "model"],
+            "max_diff_model_battles": int(merged.loc[diff.idxmax(), "battles"]),
+            "mean_abs_rating_diff": float(diff.mean()),
             "max_rel_interval_width_diff": float(rel_width.max()),
             "max_abs_rating_diff_models_with_50_battles": float(diff[well].max()),
             "max_rel_interval_width_diff_models_with_50_battles": float(rel_width[well].max()),
@@ -94,15 +110,19 @@ def ratings_section(battles: str, seed: int) -> dict:
             "nll_per_battle_arena_rank": loss_at(model, frame, merged.set_index("model")["rating_ref"]),
             "arena_rank_seconds": round(ref_seconds, 2),
         }
-    out["holdout"] = {tie_model: evaluate_holdout(frame, None, replace(cfg, fit=FitConfig(tie_model=tie_model)))
-                      for tie_model in ("half", "rao-kupper", "davidson")}
+    out["holdout"] = {
+        tie_model: evaluate_holdout(frame, None, replace(cfg, fit=FitConfig(tie_model=tie_model)))
+        for tie_model in ("half", "rao-kupper", "davidson")
+    }
     return out
 
 
 def predictor_section(pairs: str, grades: str, seed: int, learning_rate: float) -> dict:
     from models.leaderboard.prompt import evaluate_predictor, load_pairs
 
-    cfg = PromptLeaderboardConfig(seed=seed, data=PairData(train=pairs, grades=grades), lgbm=LGBMConfig(learning_rate=learning_rate))
+    cfg = PromptLeaderboardConfig(
+        seed=seed, data=PairData(train=pairs, grades=grades), lgbm=LGBMConfig(learning_rate=learning_rate)
+    )
     start = time.perf_counter()
     result = evaluate_predictor(load_pairs(cfg), cfg)
     result["learning_rate"], result["seconds"] = learning_rate, round(time.perf_counter() - start, 1)
@@ -115,7 +135,9 @@ def main() -> None:
     parser.add_argument("--pairs", default="../shared/data/arena-bench-pairs/train.csv")
     parser.add_argument("--grades", default="../shared/data/arena-bench-pairs/grades.csv")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--learning-rate", type=float, default=0.1, help="LightGBM rate for the predictor (0.1: 5 folds x 2 in minutes)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=0.1, help="LightGBM rate for the predictor (0.1: 5 folds x 2 in minutes)"
+    )
     parser.add_argument("--skip-ratings", action="store_true")
     parser.add_argument("--skip-predictor", action="store_true")
     args = parser.parse_args()

@@ -41,12 +41,29 @@ def main() -> None:
             features[embed] = prompt_features(data.prompts, embed)
             out[f"feature_seconds_embed_{embed}"] = round(time.perf_counter() - start, 1)
         for share in (0.25, 0.5):
-            run_cfg = replace(cfg, quality=QualityConfig(embed=embed, alpha=alpha), router=replace(cfg.router, budget_share_of_best=share))
+            run_cfg = replace(
+                cfg, quality=QualityConfig(embed=embed, alpha=alpha), router=replace(cfg.router, budget_share_of_best=share)
+            )
             _, summary, _ = evaluate_routing(data, features[embed], run_cfg)
-            keep = ("budget_per_prompt", "router_at_budget", "oracle_at_budget", "means_only_at_budget", "router_share_of_oracle_gain_at_budget",
-                    "means_only_share_of_oracle_gain_at_budget", "router_share_of_unconstrained_oracle_gain", "quality_rmse_oof", "quality_rmse_model_mean")
+            keep = (
+                "budget_per_prompt",
+                "router_at_budget",
+                "oracle_at_budget",
+                "means_only_at_budget",
+                "router_share_of_oracle_gain_at_budget",
+                "means_only_share_of_oracle_gain_at_budget",
+                "router_share_of_unconstrained_oracle_gain",
+                "quality_rmse_oof",
+                "quality_rmse_model_mean",
+            )
             out["runs"].append({"embed": embed, "alpha": alpha, "budget_share_of_best": share, **{k: summary[k] for k in keep}})
-            out.setdefault("baselines", {k: summary[k] for k in ("best_single_model", "best_single", "cheapest_model", "cheapest", "random", "oracle_unconstrained")})
+            out.setdefault(
+                "baselines",
+                {
+                    k: summary[k]
+                    for k in ("best_single_model", "best_single", "cheapest_model", "cheapest", "random", "oracle_unconstrained")
+                },
+            )
     print(json.dumps(out, indent=1))
 
 

@@ -28,10 +28,20 @@ def pairs_csv(path, n_prompts=24, seed=0):
             if rng.random() < 0.5:
                 a, b = b, a
             winner = [int(MODELS[a] > MODELS[b]), int(MODELS[a] < MODELS[b]), 0]
-            rows.append({"id": len(rows), "model_a": a, "model_b": b, "prompt": prompt,
-                         "response_a": json.dumps([" ".join(["word"] * MODELS[a]) + f" p{p}"]),
-                         "response_b": json.dumps([" ".join(["word"] * MODELS[b]) + f" p{p}"]),
-                         "winner_model_a": winner[0], "winner_model_b": winner[1], "winner_tie": winner[2], "question_id": f"q{p}"})
+            rows.append(
+                {
+                    "id": len(rows),
+                    "model_a": a,
+                    "model_b": b,
+                    "prompt": prompt,
+                    "response_a": json.dumps([" ".join(["word"] * MODELS[a]) + f" p{p}"]),
+                    "response_b": json.dumps([" ".join(["word"] * MODELS[b]) + f" p{p}"]),
+                    "winner_model_a": winner[0],
+                    "winner_model_b": winner[1],
+                    "winner_tie": winner[2],
+                    "question_id": f"q{p}",
+                }
+            )
     pd.DataFrame(rows).to_csv(path / "pairs.csv", index=False)
     pd.DataFrame(grades).to_csv(path / "grades.csv", index=False)
     return path
@@ -40,9 +50,18 @@ def pairs_csv(path, n_prompts=24, seed=0):
 @pytest.fixture
 def cfg(tmp_path):
     pairs_csv(tmp_path)
-    sets = [f"data.train={str(tmp_path / 'pairs.csv')!r}", f"data.grades={str(tmp_path / 'grades.csv')!r}", f"runs_dir={str(tmp_path)!r}",
-            'groups=["lengths"]', "cache_dir=''", "folds=3", "lgbm.max_rounds=40", "lgbm.min_data_in_leaf=3",
-            "lgbm.early_stopping_share=0", "lgbm.num_threads=1"]
+    sets = [
+        f"data.train={str(tmp_path / 'pairs.csv')!r}",
+        f"data.grades={str(tmp_path / 'grades.csv')!r}",
+        f"runs_dir={str(tmp_path)!r}",
+        'groups=["lengths"]',
+        "cache_dir=''",
+        "folds=3",
+        "lgbm.max_rounds=40",
+        "lgbm.min_data_in_leaf=3",
+        "lgbm.early_stopping_share=0",
+        "lgbm.num_threads=1",
+    ]
     return load_config(PromptLeaderboardConfig, None, sets)
 
 

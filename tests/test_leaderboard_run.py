@@ -25,13 +25,20 @@ def battles_csv(path, n=3000, seed=0):
     p = 1 / (1 + np.exp(-(strength[a] - strength[b])))
     u = rng.random(n)
     winner = np.where(u < 0.15, "tie", np.where(u < 0.2, "both_bad", np.where(rng.random(n) < p, "model_a", "model_b")))
-    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "model_a": names[a], "model_b": names[b], "winner": winner}).to_csv(path, index=False)
+    pd.DataFrame({"id": [f"r{i}" for i in range(n)], "model_a": names[a], "model_b": names[b], "winner": winner}).to_csv(
+        path, index=False
+    )
     return path
 
 
 def test_winner_column_and_both_bad_policies():
-    frame = pd.DataFrame({"model_a": ["x", "x", "y", "x", "z"], "model_b": ["y", "y", "x", "y", "z"],
-                          "winner": ["model_a", "tie", "model_b", "both_bad", "tie"]})
+    frame = pd.DataFrame(
+        {
+            "model_a": ["x", "x", "y", "x", "z"],
+            "model_b": ["y", "y", "x", "y", "z"],
+            "winner": ["model_a", "tie", "model_b", "both_bad", "tie"],
+        }
+    )
     as_tie = outcomes_from_frame(frame, "tie")
     assert as_tie["outcome"].tolist() == [1.0, 0.5, 0.0, 0.5]  # the self-battle is dropped
     assert outcomes_from_frame(frame, "drop")["outcome"].tolist() == [1.0, 0.5, 0.0]
@@ -52,7 +59,9 @@ def test_random_split_is_seeded_and_row_order_split_holds_out_the_end():
 
 def test_run_writes_table_plot_and_summary_with_sensible_ratings(tmp_path):
     path = battles_csv(tmp_path / "battles.csv")
-    cfg = load_config(LeaderboardConfig, None, [f"data.battles={str(path)!r}", f"runs_dir={str(tmp_path)!r}", "intervals.bootstrap_rounds=30"])
+    cfg = load_config(
+        LeaderboardConfig, None, [f"data.battles={str(path)!r}", f"runs_dir={str(tmp_path)!r}", "intervals.bootstrap_rounds=30"]
+    )
     result = run(cfg)
     table = result.table
     assert table["model"].tolist() == ["alpha", "beta", "gamma", "delta"]
@@ -67,14 +76,28 @@ def test_run_writes_table_plot_and_summary_with_sensible_ratings(tmp_path):
 
 def test_anchor_model_gets_the_anchor_rating(tmp_path):
     path = battles_csv(tmp_path / "battles.csv", n=800)
-    cfg = load_config(LeaderboardConfig, None, [f"data.battles={str(path)!r}", 'fit.anchor_model="gamma"', 'intervals.methods=["sandwich"]', "holdout.share=0"])
+    cfg = load_config(
+        LeaderboardConfig,
+        None,
+        [f"data.battles={str(path)!r}", 'fit.anchor_model="gamma"', 'intervals.methods=["sandwich"]', "holdout.share=0"],
+    )
     table = run(cfg, write=False).table.set_index("model")
     assert table.loc["gamma", "rating"] == pytest.approx(1000.0)
 
 
 def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, capsys):
     path = battles_csv(tmp_path / "battles.csv", n=600)
-    argv = ["leaderboard", "--train", str(path), "--set", f"runs_dir={str(tmp_path)!r}", "--tie-model", "davidson", "--bootstrap", "0"]
+    argv = [
+        "leaderboard",
+        "--train",
+        str(path),
+        "--set",
+        f"runs_dir={str(tmp_path)!r}",
+        "--tie-model",
+        "davidson",
+        "--bootstrap",
+        "0",
+    ]
     assert cli_main(argv) == 0
     assert (tmp_path / "leaderboard" / "sample" / "leaderboard.csv").exists()
     assert cli_main(["leaderboard", "--train", str(tmp_path / "missing.csv")]) == 2

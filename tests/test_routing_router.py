@@ -83,20 +83,27 @@ def write_graded(tmp_path, n_prompts=40, seed=0):
     for i in range(n_prompts):
         code = i % 2 == 0
         text = f"write a python function number {i}" if code else f"say hello to person {i}"
-        prompts.append({"id": i, "question_id": f"q{i}", "prompt": json.dumps([text]), "response_a": "[\"x\"]", "response_b": "[\"y\"]"})
+        prompts.append(
+            {"id": i, "question_id": f"q{i}", "prompt": json.dumps([text]), "response_a": '["x"]', "response_b": '["y"]'}
+        )
         base = {"cheap": 3 if code else 9, "mid": 6 if code else 9, "best": 9}
         rows += [{"question_id": f"q{i}", "model": m, "grade": min(10, base[m] + int(rng.integers(0, 2)))} for m in models]
     pd.DataFrame(rows).to_csv(tmp_path / "grades.csv", index=False)
     pd.DataFrame(prompts).to_csv(tmp_path / "pairs.csv", index=False)
-    (tmp_path / "costs.toml").write_text('cheap = 1.0\nmid = 3.0\nbest = 10.0\n')
+    (tmp_path / "costs.toml").write_text("cheap = 1.0\nmid = 3.0\nbest = 10.0\n")
     return tmp_path
 
 
 def test_route_command_end_to_end_on_a_tiny_graded_set(tmp_path, capsys):
     write_graded(tmp_path)
-    pd.DataFrame({"id": ["n1", "n2"], "prompt": [json.dumps(["write python code please"]), json.dumps(["say hello"])]}).to_csv(tmp_path / "new.csv", index=False)
-    sets = [f"data.grades={str(tmp_path / 'grades.csv')!r}", f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
-            f"runs_dir={str(tmp_path)!r}"]
+    pd.DataFrame({"id": ["n1", "n2"], "prompt": [json.dumps(["write python code please"]), json.dumps(["say hello"])]}).to_csv(
+        tmp_path / "new.csv", index=False
+    )
+    sets = [
+        f"data.grades={str(tmp_path / 'grades.csv')!r}",
+        f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
+        f"runs_dir={str(tmp_path)!r}",
+    ]
     argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--test", str(tmp_path / "new.csv"), "--folds", "4"]
     assert cli_main(argv + [a for s in sets for a in ("--set", s)]) == 0
     out = tmp_path / "routing" / "bench"
@@ -112,7 +119,16 @@ def test_route_command_end_to_end_on_a_tiny_graded_set(tmp_path, capsys):
 def test_missing_cost_is_reported_in_one_line(tmp_path, capsys):
     write_graded(tmp_path)
     (tmp_path / "costs.toml").write_text("cheap = 1.0\n")
-    argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--set", f"data.grades={str(tmp_path / 'grades.csv')!r}",
-            "--set", f"router.costs_file={str(tmp_path / 'costs.toml')!r}", "--set", f"runs_dir={str(tmp_path)!r}"]
+    argv = [
+        "route",
+        "--train",
+        str(tmp_path / "pairs.csv"),
+        "--set",
+        f"data.grades={str(tmp_path / 'grades.csv')!r}",
+        "--set",
+        f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
+        "--set",
+        f"runs_dir={str(tmp_path)!r}",
+    ]
     assert cli_main(argv) == 2
     assert "no cost for model" in capsys.readouterr().err

@@ -36,9 +36,15 @@ def outcomes_from_frame(frame: pd.DataFrame, both_bad: str = "tie", path: str | 
         bad_rows = np.flatnonzero(outcome.isna().to_numpy())
         if len(bad_rows):
             known = ", ".join([*WINNER_OUTCOMES, *BOTH_BAD])
-            raise InputError(f"unknown winner {winner.iloc[bad_rows[0]]!r} (known: {known})", path, int(bad_rows[0]) + 1, "winner")
+            raise InputError(
+                f"unknown winner {winner.iloc[bad_rows[0]]!r} (known: {known})", path, int(bad_rows[0]) + 1, "winner"
+            )
     elif "label" in frame.columns or all(c in frame.columns for c in LABEL_COLUMNS):
-        label = frame["label"] if "label" in frame.columns else pd.Series(np.argmax(frame[list(LABEL_COLUMNS)].to_numpy(float), axis=1))
+        label = (
+            frame["label"]
+            if "label" in frame.columns
+            else pd.Series(np.argmax(frame[list(LABEL_COLUMNS)].to_numpy(float), axis=1))
+        )
         outcome = pd.Series(np.array([1.0, 0.0, 0.5])[label.to_numpy(dtype=np.int64)], index=frame.index)
         is_bad = pd.Series(False, index=frame.index)
     else:
@@ -85,7 +91,7 @@ def split_battles(n: int, holdout_share: float, seed: int, how: str = "random") 
     if how == "random":
         mask[np.random.default_rng(seed).permutation(n)[:n_out]] = True
     elif how == "row_order":
-        mask[n - n_out:] = True
+        mask[n - n_out :] = True
     else:
         raise InputError(f"split must be 'random' or 'row_order', got {how!r}")
     return mask

@@ -34,7 +34,9 @@ def row_terms(d: np.ndarray, t: float, outcome: np.ndarray, tie_model: str) -> t
         ll_a, ll_b = -_softplus(eta - d), -_softplus(d + eta)
         ll_t = np.log(np.expm1(2 * eta)) + d - np.logaddexp(d, eta) - np.logaddexp(eta + d, 0.0)
         g_d = np.where(win_a, expit(eta - d), np.where(win_b, -expit(d + eta), 1 - expit(d - eta) - expit(eta + d)))
-        g_eta = np.where(win_a, -expit(eta - d), np.where(win_b, -expit(d + eta), 2 / -np.expm1(-2 * eta) - expit(eta - d) - expit(eta + d)))
+        g_eta = np.where(
+            win_a, -expit(eta - d), np.where(win_b, -expit(d + eta), 2 / -np.expm1(-2 * eta) - expit(eta - d) - expit(eta + d))
+        )
         return np.where(win_a, ll_a, np.where(win_b, ll_b, ll_t)), g_d, g_eta * eta
     if tie_model == "davidson":
         logits = np.stack([d / 2, -d / 2, np.full_like(d, t)], axis=1)
@@ -76,7 +78,7 @@ class BradleyTerry:
     # parameter vector z = (r[1:], t, β); r[0] = 0 while fitting
     def _unpack(self, z: np.ndarray, k: int) -> tuple[np.ndarray, float, np.ndarray]:
         n = self.n_models
-        return np.concatenate([[0.0], z[: n - 1]]), float(z[n - 1]), z[n:n + k]
+        return np.concatenate([[0.0], z[: n - 1]]), float(z[n - 1]), z[n : n + k]
 
     def _predictor(self, r, beta, a, b, x):
         d = r[a] - r[b]
@@ -121,7 +123,11 @@ class BradleyTerry:
 
     def predict_proba(self, a, b, covariates=None) -> np.ndarray:
         """(n, 3) probabilities of a win for a, for b, and a tie."""
-        x = None if covariates is None else (np.asarray(covariates, dtype=np.float64) - self.covariate_mean_) / self.covariate_scale_
+        x = (
+            None
+            if covariates is None
+            else (np.asarray(covariates, dtype=np.float64) - self.covariate_mean_) / self.covariate_scale_
+        )
         d = self._predictor(self.ratings_, self.coefs_, np.asarray(a), np.asarray(b), x)
         t = 0.0 if self.tie_param_ is None else np.log(self.tie_param_)
         return three_way(d, t, self.tie_model, self.tie_rate_)
@@ -170,7 +176,7 @@ class BradleyTerry:
         to_centred = np.zeros((p + 1, p))  # centred ratings (n), then t and β
         embed = np.vstack([np.zeros((1, n - 1)), np.eye(n - 1)])
         to_centred[:n, : n - 1] = (np.eye(n) - 1.0 / n) @ embed
-        to_centred[n:, n - 1:] = np.eye(p - n + 1)
+        to_centred[n:, n - 1 :] = np.eye(p - n + 1)
         self.covariance_ = to_centred @ free @ to_centred.T
         return self.covariance_
 
@@ -192,7 +198,11 @@ class BradleyTerry:
 
     def _fit_standardised(self, a, b, outcome, weight, x, start) -> None:
         result = minimize(
-            self._objective, start, args=(a, b, outcome, weight, x), jac=True, method="L-BFGS-B",
+            self._objective,
+            start,
+            args=(a, b, outcome, weight, x),
+            jac=True,
+            method="L-BFGS-B",
             options={"maxiter": self.max_iter, "ftol": 1e-14, "gtol": 1e-10},
         )
         self.z_, self.converged_ = result.x, bool(result.success)

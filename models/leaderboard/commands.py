@@ -47,9 +47,15 @@ def main(args: argparse.Namespace) -> int:
         cfg = load_config(LeaderboardConfig, args.config, _overrides(args, "battles"))
         result = run(cfg)
         first = cfg.intervals.methods[0] if cfg.intervals.methods else None
-        columns = ["rank_ub", "model", "rating", f"{first}_lower", f"{first}_upper", "battles"] if first else ["model", "rating", "battles"]
+        columns = (
+            ["rank_ub", "model", "rating", f"{first}_lower", f"{first}_upper", "battles"]
+            if first
+            else ["model", "rating", "battles"]
+        )
         shown = result.table[columns].head(25).round(1)
-        print_table(f"Bradley-Terry leaderboard ({cfg.fit.tie_model} ties), top {len(shown)} of {len(result.table)}", shown, digits=1)
+        print_table(
+            f"Bradley-Terry leaderboard ({cfg.fit.tie_model} ties), top {len(shown)} of {len(result.table)}", shown, digits=1
+        )
         if result.holdout:
             print_mapping(f"held-out battles ({cfg.holdout.split} split, {cfg.holdout.share:.0%})", result.holdout)
         print(f"wrote {result.run_dir}")
@@ -61,8 +67,15 @@ def main(args: argparse.Namespace) -> int:
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
     if args.row is not None and not args.test:
         raise InputError("--row needs --test (the CSV whose row holds the prompt)")
-    result = run_prompt_leaderboard(cfg, prompt_id=args.prompt_id, prompt_text=args.prompt, test_path=args.test, row=args.row,
-                                    models=models, evaluate=args.evaluate)
+    result = run_prompt_leaderboard(
+        cfg,
+        prompt_id=args.prompt_id,
+        prompt_text=args.prompt,
+        test_path=args.test,
+        row=args.row,
+        models=models,
+        evaluate=args.evaluate,
+    )
     print_table(f"predicted leaderboard for prompt {result.prompt_key}", result.table, digits=3)
     if result.evaluation:
         print_mapping("model-aware predictor, out of fold (grouped by prompt)", result.evaluation)

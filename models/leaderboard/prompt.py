@@ -97,7 +97,9 @@ def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig) -> dic
         tag = "with_model_names" if with_names else "without_model_names"
         result[tag] = score_report(y, oof)
         if cfg.data.grades:
-            result[tag]["per_prompt_leaderboard"] = per_prompt_rank_agreement(frame, oof, pd.read_csv(cfg.data.grades, dtype={"question_id": str}))
+            result[tag]["per_prompt_leaderboard"] = per_prompt_rank_agreement(
+                frame, oof, pd.read_csv(cfg.data.grades, dtype={"question_id": str})
+            )
     return result
 
 
@@ -118,18 +120,27 @@ def find_prompt(frame: pd.DataFrame, prompt_id: str | None, prompt_text: list[st
 
 def answers_for(frame: pd.DataFrame, key: str) -> tuple[list[str | None], dict[str, list[str | None]]]:
     rows = frame[frame["group"] == key]
-    answers = dict(zip(rows["model_a"], rows["response_a"], strict=True)) | dict(zip(rows["model_b"], rows["response_b"], strict=True))
+    answers = dict(zip(rows["model_a"], rows["response_a"], strict=True)) | dict(
+        zip(rows["model_b"], rows["response_b"], strict=True)
+    )
     return rows["prompt"].iloc[0], answers
 
 
-def rank_models(model: LGBMPreference, groups: tuple[str, ...], prompt: list, answers: dict[str, list], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def rank_models(
+    model: LGBMPreference, groups: tuple[str, ...], prompt: list, answers: dict[str, list], names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """(Bradley-Terry logits, matrix of P(row beats column)) from predicted probabilities of every pair."""
     pairs = list(combinations(range(len(names)), 2))
-    frame = pd.DataFrame({
-        "id": [f"{i}-{j}" for i, j in pairs], "prompt": [prompt] * len(pairs),
-        "response_a": [answers[names[i]] for i, _ in pairs], "response_b": [answers[names[j]] for _, j in pairs],
-        "model_a": [names[i] for i, _ in pairs], "model_b": [names[j] for _, j in pairs],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [f"{i}-{j}" for i, j in pairs],
+            "prompt": [prompt] * len(pairs),
+            "response_a": [answers[names[i]] for i, _ in pairs],
+            "response_b": [answers[names[j]] for _, j in pairs],
+            "model_a": [names[i] for i, _ in pairs],
+            "model_b": [names[j] for _, j in pairs],
+        }
+    )
     probs = model.predict_proba(build_features(frame, groups))  # averaged over both orders inside
     i, j = np.array(pairs).T
     wins = probs[:, 0] + 0.5 * probs[:, 2]
@@ -138,9 +149,16 @@ def rank_models(model: LGBMPreference, groups: tuple[str, ...], prompt: list, an
     return BradleyTerry(len(names)).fit(i, j, wins).ratings_, matrix
 
 
-def run_prompt_leaderboard(cfg: PromptLeaderboardConfig, prompt_id: str | None = None, prompt_text: str | None = None,
-                           test_path: str | None = None, row: int | None = None, models: tuple[str, ...] | None = None,
-                           evaluate: bool = False, write: bool = True) -> PromptLeaderboard:
+def run_prompt_leaderboard(
+    cfg: PromptLeaderboardConfig,
+    prompt_id: str | None = None,
+    prompt_text: str | None = None,
+    test_path: str | None = None,
+    row: int | None = None,
+    models: tuple[str, ...] | None = None,
+    evaluate: bool = False,
+    write: bool = True,
+) -> PromptLeaderboard:
     frame = load_pairs(cfg)
     turns = [prompt_text] if prompt_text is not None else None
     if row is not None:
@@ -160,10 +178,13 @@ def run_prompt_leaderboard(cfg: PromptLeaderboardConfig, prompt_id: str | None =
     # Features of the whole file (cached across prompts), then the rows of every other prompt: this one stays unseen.
     others = (frame["group"] != key).to_numpy()
     X = build_features(frame, groups, cfg.cache_dir)[others]
-    predictor = LGBMPreference(cfg.lgbm, seed=cfg.seed).fit(X, frame["label"].to_numpy()[others], frame["group"].to_numpy()[others])
+    predictor = LGBMPreference(cfg.lgbm, seed=cfg.seed).fit(
+        X, frame["label"].to_numpy()[others], frame["group"].to_numpy()[others]
+    )
     logits, matrix = rank_models(predictor, groups, prompt, answers, names)
-    table = pd.DataFrame({"model": names, "score": 1000.0 + ELO_PER_LOGIT * logits,
-                          "mean_win_prob": (matrix.sum(axis=1) - 0.5) / (len(names) - 1)})
+    table = pd.DataFrame(
+        {"model": names, "score": 1000.0 + ELO_PER_LOGIT * logits, "mean_win_prob": (matrix.sum(axis=1) - 0.5) / (len(names) - 1)}
+    )
     if cfg.data.grades:
         grades = pd.read_csv(cfg.data.grades, dtype={"question_id": str})
         table["true_grade"] = table["model"].map(grades[grades["question_id"] == key].set_index("model")["grade"])
@@ -175,7 +196,12 @@ def run_prompt_leaderboard(cfg: PromptLeaderboardConfig, prompt_id: str | None =
         save_config(cfg, out / "config.toml")
         write_atomic(out / f"prompt_{key}.csv", lambda p: table.to_csv(p, index=False))
         order = np.argsort(-logits)
-        plot_win_matrix(matrix[np.ix_(order, order)], [names[i] for i in order], f"predicted P(row beats column), prompt {key}", out / f"prompt_{key}.png")
+        plot_win_matrix(
+            matrix[np.ix_(order, order)],
+            [names[i] for i in order],
+            f"predicted P(row beats column), prompt {key}",
+            out / f"prompt_{key}.png",
+        )
         if result.evaluation:
             write_text_atomic(out / "predictor_evaluation.json", json.dumps(result.evaluation, indent=1))
         result.run_dir = out

@@ -45,11 +45,15 @@ def load_battles(cfg: LeaderboardConfig) -> tuple[pd.DataFrame, np.ndarray | Non
     table = build_features(frame, groups)
     missing = [c for c in cfg.fit.style_features if c not in table.columns]
     if missing:
-        raise InputError(f"unknown style feature {missing[0]!r}; use feature-registry column names such as lengths__logratio_tokens")
+        raise InputError(
+            f"unknown style feature {missing[0]!r}; use feature-registry column names such as lengths__logratio_tokens"
+        )
     return frame, table[list(cfg.fit.style_features)].to_numpy(dtype=np.float64)
 
 
-def fit_ratings(frame: pd.DataFrame, covariates: np.ndarray | None, cfg: LeaderboardConfig, models: list[str] | None = None) -> BradleyTerry:
+def fit_ratings(
+    frame: pd.DataFrame, covariates: np.ndarray | None, cfg: LeaderboardConfig, models: list[str] | None = None
+) -> BradleyTerry:
     a, b, models = encode_models(frame, models)
     outcome = frame["outcome"].to_numpy()
     model = BradleyTerry(len(models), cfg.fit.tie_model, cfg.fit.l2)
@@ -72,7 +76,9 @@ def rating_table(model: BradleyTerry, frame: pd.DataFrame, cfg: LeaderboardConfi
             raise InputError(f"anchor_model {cfg.fit.anchor_model!r} is not among the rated models")
         shift -= ELO_PER_LOGIT * model.ratings_[names.index(cfg.fit.anchor_model)]
     counts = pd.concat([frame["model_a"], frame["model_b"]]).value_counts()
-    table = pd.DataFrame({"model": names, "rating": shift + ELO_PER_LOGIT * model.ratings_, "battles": counts.reindex(names).to_numpy()})
+    table = pd.DataFrame(
+        {"model": names, "rating": shift + ELO_PER_LOGIT * model.ratings_, "battles": counts.reindex(names).to_numpy()}
+    )
     level = cfg.intervals.level
     for method in cfg.intervals.methods:
         if method not in INTERVAL_METHODS:
@@ -116,9 +122,13 @@ def evaluate_holdout(frame: pd.DataFrame, covariates: np.ndarray | None, cfg: Le
     binary = -np.mean(y * np.log(np.clip(p_a, eps, 1)) + (1 - y) * np.log(np.clip(1 - p_a, eps, 1)))
     labels = np.where(outcome == 1.0, 0, np.where(outcome == 0.0, 1, 2))
     return {
-        "train_battles": int((~held).sum()), "heldout_battles": int(known.sum()), "heldout_decided": int(decided.sum()),
-        "higher_rated_wins": float(np.mean(higher_wins)), "binary_log_loss": float(binary),
-        "three_way_log_loss": log_loss(labels, probs), "three_way_prior_log_loss": prior_log_loss(labels),
+        "train_battles": int((~held).sum()),
+        "heldout_battles": int(known.sum()),
+        "heldout_decided": int(decided.sum()),
+        "higher_rated_wins": float(np.mean(higher_wins)),
+        "binary_log_loss": float(binary),
+        "three_way_log_loss": log_loss(labels, probs),
+        "three_way_prior_log_loss": prior_log_loss(labels),
     }
 
 
@@ -139,7 +149,11 @@ def write_outputs(cfg: LeaderboardConfig, result: LeaderboardResult) -> Path:
     out = cfg.run_dir
     save_config(cfg, out / "config.toml")
     write_atomic(out / "leaderboard.csv", lambda p: result.table.to_csv(p, index=False))
-    extra = {"tie_model": cfg.fit.tie_model, "tie_param": result.model.tie_param_, "style_coefs": dict(zip(cfg.fit.style_features, result.model.coefs_.tolist(), strict=True))}
+    extra = {
+        "tie_model": cfg.fit.tie_model,
+        "tie_param": result.model.tie_param_,
+        "style_coefs": dict(zip(cfg.fit.style_features, result.model.coefs_.tolist(), strict=True)),
+    }
     write_text_atomic(out / "summary.json", json.dumps({**extra, "holdout": result.holdout}, indent=1))
     method = cfg.intervals.methods[0] if cfg.intervals.methods else None
     plot_ratings(result.table, method, cfg.intervals.level, out / "leaderboard.png")

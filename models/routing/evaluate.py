@@ -49,7 +49,12 @@ def load_graded(cfg: RoutingConfig) -> GradedPrompts:
     unknown = matrix.index.difference(texts.index)
     if len(unknown):
         raise InputError(f"{len(unknown)} graded prompts have no text in the prompts file, e.g. {unknown[0]!r}", cfg.data.prompts)
-    return GradedPrompts(matrix.index.to_numpy(), list(matrix.columns), matrix.to_numpy(dtype=np.float64), texts.loc[matrix.index, "prompt"].tolist())
+    return GradedPrompts(
+        matrix.index.to_numpy(),
+        list(matrix.columns),
+        matrix.to_numpy(dtype=np.float64),
+        texts.loc[matrix.index, "prompt"].tolist(),
+    )
 
 
 def read_prompts(path: str | Path, id_column: str = "id") -> pd.DataFrame:
@@ -116,40 +121,73 @@ def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> 
     cheapest = int(np.lexsort((-overall_mean, costs))[0])  # ties in price: the better model
     # The curve: both policies under a grid of budgets, from the cheapest routing to no limit.
     budgets = np.geomspace(costs.min(), costs.max(), cfg.router.curve_points)
-    points = [_point(policy, grades, costs, route_budget(q, costs, b, available), budget=b)
-              for policy, q in (("router", predicted), ("oracle", grades)) for b in budgets]
+    points = [
+        _point(policy, grades, costs, route_budget(q, costs, b, available), budget=b)
+        for policy, q in (("router", predicted), ("oracle", grades))
+        for b in budgets
+    ]
     # A single model stands in for itself; on the few prompts it did not answer, the cheapest model that did.
-    single = [_point(f"single:{m}", grades, costs, route_lambda(np.tile(np.eye(len(costs))[j], (len(grades), 1)), costs, 0.0, available))
-              for j, m in enumerate(data.models)]
+    single = [
+        _point(
+            f"single:{m}", grades, costs, route_lambda(np.tile(np.eye(len(costs))[j], (len(grades), 1)), costs, 0.0, available)
+        )
+        for j, m in enumerate(data.models)
+    ]
     best_choice = route_lambda(train_mean, costs, 0.0, available)  # the best model by training folds, next best if absent
     random_grade = float(np.mean(np.nanmean(grades, axis=1)))
     random_cost = float(np.mean((available * costs).sum(axis=1) / available.sum(axis=1)))
-    baselines = [_point("best_single", grades, costs, best_choice), {"policy": "random", "budget": None, "mean_cost": random_cost, "mean_grade": random_grade}]
+    baselines = [
+        _point("best_single", grades, costs, best_choice),
+        {"policy": "random", "budget": None, "mean_cost": random_cost, "mean_grade": random_grade},
+    ]
     budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[best]
     router_choice = route_budget(predicted, costs, budget, available)
     oracle_choice = route_budget(grades, costs, budget, available)
     cheap_point = single[cheapest]
-    at_budget = {"router": _point("router", grades, costs, router_choice), "oracle": _point("oracle", grades, costs, oracle_choice)}
+    at_budget = {
+        "router": _point("router", grades, costs, router_choice),
+        "oracle": _point("oracle", grades, costs, oracle_choice),
+    }
     # The same budget spent knowing only each model's mean grade: what prompt-specific predictions must beat.
     means_only = _point("means_only", grades, costs, route_budget(train_mean, costs, budget, available))
     oracle_free = _point("oracle", grades, costs, route_lambda(grades, costs, 0.0, available))
     gain = at_budget["oracle"]["mean_grade"] - cheap_point["mean_grade"]
     summary = {
-        "prompts": len(grades), "models": len(costs), "folds": cfg.folds, "budget_per_prompt": float(budget),
-        "best_single_model": data.models[best], "best_single": baselines[0], "cheapest_model": data.models[cheapest], "cheapest": cheap_point,
-        "random": baselines[1], "oracle_unconstrained": oracle_free, "means_only_at_budget": means_only, "router_at_budget": at_budget["router"], "oracle_at_budget": at_budget["oracle"],
-        "router_share_of_oracle_gain_at_budget": (at_budget["router"]["mean_grade"] - cheap_point["mean_grade"]) / gain if gain > 0 else None,
-        "means_only_share_of_oracle_gain_at_budget": (means_only["mean_grade"] - cheap_point["mean_grade"]) / gain if gain > 0 else None,
+        "prompts": len(grades),
+        "models": len(costs),
+        "folds": cfg.folds,
+        "budget_per_prompt": float(budget),
+        "best_single_model": data.models[best],
+        "best_single": baselines[0],
+        "cheapest_model": data.models[cheapest],
+        "cheapest": cheap_point,
+        "random": baselines[1],
+        "oracle_unconstrained": oracle_free,
+        "means_only_at_budget": means_only,
+        "router_at_budget": at_budget["router"],
+        "oracle_at_budget": at_budget["oracle"],
+        "router_share_of_oracle_gain_at_budget": (at_budget["router"]["mean_grade"] - cheap_point["mean_grade"]) / gain
+        if gain > 0
+        else None,
+        "means_only_share_of_oracle_gain_at_budget": (means_only["mean_grade"] - cheap_point["mean_grade"]) / gain
+        if gain > 0
+        else None,
         "router_share_of_unconstrained_oracle_gain": (at_budget["router"]["mean_grade"] - cheap_point["mean_grade"])
         / (oracle_free["mean_grade"] - cheap_point["mean_grade"]),
         "quality_rmse_oof": float(np.sqrt(np.nanmean((predicted - grades) ** 2))),
         "quality_rmse_model_mean": float(np.sqrt(np.nanmean((train_mean - grades) ** 2))),
     }
-    decisions = pd.DataFrame({
-        "question_id": data.ids, "fold": folds, "router_model": np.array(data.models)[router_choice],
-        "router_predicted": predicted[np.arange(len(grades)), router_choice], "router_grade": grades[np.arange(len(grades)), router_choice],
-        "oracle_model": np.array(data.models)[oracle_choice], "oracle_grade": grades[np.arange(len(grades)), oracle_choice],
-    })
+    decisions = pd.DataFrame(
+        {
+            "question_id": data.ids,
+            "fold": folds,
+            "router_model": np.array(data.models)[router_choice],
+            "router_predicted": predicted[np.arange(len(grades)), router_choice],
+            "router_grade": grades[np.arange(len(grades)), router_choice],
+            "oracle_model": np.array(data.models)[oracle_choice],
+            "oracle_grade": grades[np.arange(len(grades)), oracle_choice],
+        }
+    )
     return pd.DataFrame(points + single + baselines), summary, decisions
 
 
@@ -157,14 +195,27 @@ def route_new_prompts(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) ->
     """Fit the quality model on every graded prompt and route the prompts of data.test."""
     costs = cost_vector(data.models, load_costs(cfg))
     test = read_prompts(cfg.data.test)
-    quality = PromptQuality(cfg.quality.alpha).fit(X, data.grades).predict(prompt_features(test["prompt"].tolist(), cfg.quality.embed))
+    quality = (
+        PromptQuality(cfg.quality.alpha).fit(X, data.grades).predict(prompt_features(test["prompt"].tolist(), cfg.quality.embed))
+    )
     if cfg.router.lam is not None:
         choice = route_lambda(quality, costs, cfg.router.lam)
     else:
-        budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[int(np.argmax(np.nanmean(data.grades, axis=0)))]
+        budget = (
+            cfg.router.budget
+            if cfg.router.budget is not None
+            else cfg.router.budget_share_of_best * costs[int(np.argmax(np.nanmean(data.grades, axis=0)))]
+        )
         choice = route_budget(quality, costs, budget)
     rows = np.arange(len(choice))
-    return pd.DataFrame({"id": test["id"], "model": np.array(data.models)[choice], "predicted_grade": quality[rows, choice], "cost": costs[choice]})
+    return pd.DataFrame(
+        {
+            "id": test["id"],
+            "model": np.array(data.models)[choice],
+            "predicted_grade": quality[rows, choice],
+            "cost": costs[choice],
+        }
+    )
 
 
 def run(cfg: RoutingConfig, write: bool = True) -> dict:

@@ -17,8 +17,14 @@ def plot_curve(curve: pd.DataFrame, summary: dict, path: str | Path) -> Path:
     singles = curve[curve["policy"].str.startswith("single:")]
     ax.scatter(singles["mean_cost"], singles["mean_grade"], s=14, c="C1", label="single models")
     for row in singles.itertuples():
-        ax.annotate(row.policy.split(":", 1)[1], (row.mean_cost, row.mean_grade), fontsize=6, xytext=(3, 2), textcoords="offset points")
-    for key, marker, label in (("random", "x", "random"), ("router_at_budget", "*", "router at budget"), ("oracle_at_budget", "P", "oracle at budget")):
+        ax.annotate(
+            row.policy.split(":", 1)[1], (row.mean_cost, row.mean_grade), fontsize=6, xytext=(3, 2), textcoords="offset points"
+        )
+    for key, marker, label in (
+        ("random", "x", "random"),
+        ("router_at_budget", "*", "router at budget"),
+        ("oracle_at_budget", "P", "oracle at budget"),
+    ):
         ax.scatter([summary[key]["mean_cost"]], [summary[key]["mean_grade"]], marker=marker, s=80, label=label, zorder=3)
     ax.axvline(summary["budget_per_prompt"], color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")

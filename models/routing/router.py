@@ -30,7 +30,9 @@ def mean_cost(choice: np.ndarray, costs: np.ndarray) -> float:
     return float(np.mean(np.asarray(costs)[choice]))
 
 
-def route_budget(quality: np.ndarray, costs: np.ndarray, budget: float, available: np.ndarray | None = None, steps: int = 60) -> np.ndarray:
+def route_budget(
+    quality: np.ndarray, costs: np.ndarray, budget: float, available: np.ndarray | None = None, steps: int = 60
+) -> np.ndarray:
     """Model index per prompt with mean cost ≤ budget and (near-)maximal mean predicted quality."""
     costs = np.asarray(costs, dtype=np.float64)
     quality = _masked(quality, available)
