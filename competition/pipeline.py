@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from competition.atomic import write_atomic
 from competition.config import save_config
 from competition.errors import InputError
 from competition.folds import assign_folds, prompt_groups
@@ -129,10 +130,10 @@ def write_cv_outputs(cfg: SpineConfig, result: CVResult) -> Path:
     save_predictions(out / OOF_FILE, result.ids, result.oof, fold=result.folds, label=result.y)
     if result.test_probs is not None:
         save_predictions(out / TEST_FILE, result.test_ids, result.test_probs)
-    result.fold_scores.to_csv(out / "cv_folds.csv", index=False)
-    pd.Series(result.summary).to_json(out / "cv_summary.json", indent=1)
+    write_atomic(out / "cv_folds.csv", lambda p: result.fold_scores.to_csv(p, index=False))
+    write_atomic(out / "cv_summary.json", lambda p: pd.Series(result.summary).to_json(p, indent=1))
     if result.importance is not None:
-        result.importance.rename("gain").to_csv(out / "importance.csv")
+        write_atomic(out / "importance.csv", lambda p: result.importance.rename("gain").to_csv(p))
     return out
 
 

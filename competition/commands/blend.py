@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from competition.atomic import write_text_atomic
+from competition.atomic import write_atomic, write_text_atomic
 from competition.cli import add_common_arguments
 from competition.commands.common import config_from_args
 from competition.config import save_config
@@ -50,7 +50,7 @@ def run_blend(cfg: BlendConfig) -> pd.DataFrame:
         "rows": len(runs.ids),
     }
     write_text_atomic(out / "weights.json", json.dumps(meta, indent=1))
-    report.to_csv(out / "blend_report.csv", index=False)
+    write_atomic(out / "blend_report.csv", lambda p: report.to_csv(p, index=False))
     if runs.test is not None:
         test_probs = apply_blend(runs.test, weights)
         save_predictions(out / TEST_FILE, runs.test_ids, test_probs)
