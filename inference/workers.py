@@ -185,18 +185,8 @@ def run_workers(
     ]
     for proc in procs:
         proc.start()
-    stats: dict[int, WorkerStats] = {}
-    errors: list[tuple] = []
-    gone_since = None  # when a worker was first seen gone without its "done": its last messages get a moment
     try:
-        while len(stats) < len(procs) and not errors:
-            try:
-                _dispatch(queue.get(timeout=0.2), stats, errors, on_message)
-            except queue_module.Empty:
-                if any(p.exitcode is not None and w not in stats for w, p in enumerate(procs)):
-                    gone_since = gone_since or time.monotonic()
-                    if time.monotonic() - gone_since > 2.0:
-                        break
+        stats, errors = _collect(procs, queue, on_message)
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -204,6 +194,29 @@ def run_workers(
             proc.join()
     _raise_failures(procs, devices, stats, errors)
     return [stats[w] for w in range(len(procs))]
+
+
+def _collect(procs, queue, on_message: Report, grace: float = 2.0) -> tuple[dict[int, WorkerStats], list[tuple]]:
+    """Messages until every worker has said "done" or "error", or has exited silently (killed).
+
+    A failed worker does not stop the others: every shard they finish is kept for the rerun. A worker
+    seen exited without a last word gets `grace` seconds for its final messages to arrive.
+    """
+    stats: dict[int, WorkerStats] = {}
+    errors: list[tuple] = []
+    exited_at: dict[int, float] = {}
+    while True:
+        heard = set(stats) | {e[0] for e in errors}
+        unheard = [w for w in range(len(procs)) if w not in heard]
+        for w in unheard:
+            if procs[w].exitcode is not None:
+                exited_at.setdefault(w, time.monotonic())
+        if all(w in exited_at and time.monotonic() - exited_at[w] > grace for w in unheard):
+            return stats, errors
+        try:
+            _dispatch(queue.get(timeout=0.2), stats, errors, on_message)
+        except queue_module.Empty:
+            pass
 
 
 def _dispatch(message: tuple, stats: dict, errors: list, on_message: Report) -> None:

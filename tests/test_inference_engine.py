@@ -276,3 +276,17 @@ def test_factory_partial_is_picklable():
     import pickle
 
     pickle.loads(pickle.dumps(partial(open_backend, BackendSpec(model_path="x"))))
+
+
+def test_progress_counts_rows_and_estimates_time_left_by_padded_tokens():
+    from inference.progress import ProgressDisplay
+
+    display = ProgressDisplay(rows=10, tokens=1000, enabled=False)
+    with display:
+        assert display.eta_seconds() is None
+        display.update((0, "batch", 4, 250))
+        display.update((1, "shard", 0))
+        eta = display.eta_seconds()
+    assert display.rows == 4 and display.tokens == 250 and display.shards == 1
+    assert eta is not None and eta > 0  # three quarters of the tokens are left
+    assert "4/10 rows" in display.rows_text()
