@@ -11,7 +11,7 @@ import pytest
 from competition.cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
-from models.leaderboard.battles import outcomes_from_frame, split_battles
+from models.leaderboard.battles import outcomes_from_frame, read_battles, split_battles
 from models.leaderboard.ratings import run
 from models.leaderboard.settings import LeaderboardConfig
 
@@ -102,3 +102,62 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, capsys):
     assert (tmp_path / "leaderboard" / "sample" / "leaderboard.csv").exists()
     assert cli_main(["leaderboard", "--train", str(tmp_path / "missing.csv")]) == 2
     assert "battles file not found" in capsys.readouterr().err
+
+
+def test_table_is_invariant_to_swapping_sides_and_renaming_models_in_the_file(tmp_path):
+    path = battles_csv(tmp_path / "battles.csv", n=1500)
+    frame = pd.read_csv(path)
+    flip = {"model_a": "model_b", "model_b": "model_a", "tie": "tie", "both_bad": "both_bad"}
+    swapped = frame.assign(model_a=frame["model_b"], model_b=frame["model_a"], winner=frame["winner"].map(flip))
+    rename = {"alpha": "zeta", "beta": "eta", "gamma": "aaa", "delta": "mu"}  # changes the sorted order of models
+    renamed = frame.assign(model_a=frame["model_a"].map(rename), model_b=frame["model_b"].map(rename))
+    tables = []
+    for name, variant in (("base", frame), ("swapped", swapped), ("renamed", renamed)):
+        variant.to_csv(tmp_path / f"{name}.csv", index=False)
+        sets = [f"data.battles={str(tmp_path / f'{name}.csv')!r}", 'intervals.methods=["sandwich"]', "holdout.share=0"]
+        table = run(load_config(LeaderboardConfig, None, sets), write=False).table
+        tables.append(
+            table.assign(model=table["model"].map({v: k for k, v in rename.items()}) if name == "renamed" else table["model"])
+        )
+    base = tables[0].set_index("model")
+    for other in tables[1:]:
+        other = other.set_index("model").loc[base.index]
+        assert np.allclose(
+            other[["rating", "sandwich_lower", "sandwich_upper"]], base[["rating", "sandwich_lower", "sandwich_upper"]], atol=1e-3
+        )
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ('fit.tie_model="glicko"', "fit.tie_model"),
+        ('intervals.methods=["jackknife"]', "intervals.methods"),
+        ("intervals.level=95", "intervals.level"),
+        ('holdout.split="time"', "holdout.split"),
+    ],
+)
+def test_bad_settings_are_one_line_errors_before_any_fit(tmp_path, capsys, setting, message):
+    path = battles_csv(tmp_path / "battles.csv", n=200)
+    assert cli_main(["leaderboard", "--train", str(path), "--set", setting, "--set", f"runs_dir={str(tmp_path)!r}"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_label_columns_must_be_one_hot(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "model_a": ["x", "y"],
+            "model_b": ["y", "x"],
+            "winner_model_a": [1, "yes"],
+            "winner_model_b": [0, 0],
+            "winner_tie": [0, 0],
+        }
+    )
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match="label must be 0 or 1"):
+        read_battles(tmp_path / "bad.csv")
+    frame.assign(winner_model_a=[1, 1], winner_model_b=[0, 1]).to_csv(tmp_path / "two.csv", index=False)
+    with pytest.raises(InputError, match="not one-hot"):
+        read_battles(tmp_path / "two.csv")
+    frame.assign(winner_model_a=[1, 0], winner_model_b=[0, 1]).to_csv(tmp_path / "ok.csv", index=False)
+    assert read_battles(tmp_path / "ok.csv")["outcome"].tolist() == [1.0, 0.0]

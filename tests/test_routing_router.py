@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from competition.cli import main as cli_main
+from competition.config import load_config
 from competition.errors import InputError
 from models.routing.router import mean_cost, route_budget, route_lambda
 
@@ -106,10 +108,19 @@ def test_route_command_end_to_end_on_a_tiny_graded_set(tmp_path, capsys):
     ]
     argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--test", str(tmp_path / "new.csv"), "--folds", "4"]
     assert cli_main(argv + [a for s in sets for a in ("--set", s)]) == 0
-    out = tmp_path / "routing" / "bench"
+    out = tmp_path / "routing" / "sample"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["router_at_budget"]["mean_cost"] <= summary["budget_per_prompt"] + 1e-9
     assert summary["router_share_of_oracle_gain_at_budget"] > summary["means_only_share_of_oracle_gain_at_budget"]
+    # sanity order at the budget: oracle >= router > random and the cheapest model
+    grade = {k: summary[k]["mean_grade"] for k in ("oracle_at_budget", "router_at_budget", "random", "cheapest")}
+    assert grade["oracle_at_budget"] >= grade["router_at_budget"] > max(grade["random"], grade["cheapest"])
+    curve = pd.read_csv(out / "curve.csv")
+    under_budget = curve[curve["policy"].isin(["router", "oracle"])]
+    assert (under_budget["mean_cost"] <= under_budget["budget"] + 1e-9).all()
+    oracle = curve[curve["policy"] == "oracle"].set_index("budget")["mean_grade"]
+    router = curve[curve["policy"] == "router"].set_index("budget")["mean_grade"]
+    assert (oracle >= router - 1e-9).all()
     for name in ("curve.csv", "curve.png", "decisions.csv", "routed.csv", "config.toml"):
         assert (out / name).exists()
     routed = pd.read_csv(out / "routed.csv")
@@ -132,3 +143,71 @@ def test_missing_cost_is_reported_in_one_line(tmp_path, capsys):
     ]
     assert cli_main(argv) == 2
     assert "no cost for model" in capsys.readouterr().err
+
+
+def pairs_from_grades(tmp_path):
+    """Every pair of models on every graded prompt, labelled by the higher grade (equal grades tie), as in arena-bench-pairs."""
+    grades = pd.read_csv(tmp_path / "grades.csv")
+    prompts = pd.read_csv(tmp_path / "pairs.csv").set_index("question_id")["prompt"]
+    rows = []
+    for qid, part in grades.groupby("question_id"):
+        by_model = part.set_index("model")["grade"]
+        for a, b in itertools.combinations(sorted(by_model.index), 2):
+            label = [int(by_model[a] > by_model[b]), int(by_model[a] < by_model[b]), int(by_model[a] == by_model[b])]
+            rows.append(
+                {
+                    "id": f"{qid}-{a}-{b}",
+                    "model_a": a,
+                    "model_b": b,
+                    "prompt": prompts[qid],
+                    "response_a": '["x"]',
+                    "response_b": '["y"]',
+                    "winner_model_a": label[0],
+                    "winner_model_b": label[1],
+                    "winner_tie": label[2],
+                    "question_id": qid,
+                }
+            )
+    pd.DataFrame(rows).to_csv(tmp_path / "labelled.csv", index=False)
+    return tmp_path / "labelled.csv"
+
+
+def test_without_grades_the_quality_is_each_models_win_share_on_the_prompt(tmp_path):
+    from models.routing.evaluate import load_graded, run
+    from models.routing.settings import RoutingConfig
+
+    write_graded(tmp_path)
+    sets = [
+        f"data.prompts={str(pairs_from_grades(tmp_path))!r}",
+        f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
+        "folds=4",
+    ]
+    cfg = load_config(RoutingConfig, None, sets)
+    data = load_graded(cfg)
+    assert data.quality == "win share" and data.models == ["best", "cheap", "mid"] and len(data.ids) == 40
+    assert ((data.grades >= 0) & (data.grades <= 1)).all()
+    graded = load_graded(replace(cfg, data=replace(cfg.data, grades=str(tmp_path / "grades.csv"))))
+    g = graded.grades[np.argsort(graded.ids)]  # both keyed by question_id, models in the same order
+    beaten = (g[:, :, None] > g[:, None, :]).sum(axis=2) + 0.5 * ((g[:, :, None] == g[:, None, :]).sum(axis=2) - 1)
+    assert np.allclose(data.grades[np.argsort(data.ids)], beaten / 2)  # wins (ties half) over the 2 other models
+    summary = run(cfg, write=False)["summary"]
+    assert summary["quality"] == "win share"
+    assert summary["router_share_of_oracle_gain_at_budget"] > summary["means_only_share_of_oracle_gain_at_budget"]
+
+
+def test_unknown_candidate_model_is_reported_in_one_line(tmp_path, capsys):
+    write_graded(tmp_path)
+    argv = [
+        "route",
+        "--train",
+        str(tmp_path / "pairs.csv"),
+        "--models",
+        "cheap,gpt-9",
+        "--set",
+        f"data.grades={str(tmp_path / 'grades.csv')!r}",
+        "--set",
+        f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
+    ]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'gpt-9'" in err and len(err.strip().splitlines()) == 1

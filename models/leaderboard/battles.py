@@ -14,11 +14,13 @@ import pandas as pd
 
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS
+from data.loader import _labels as labels_from_columns
 
 log = logging.getLogger(__name__)
 WINNER_OUTCOMES = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
 BOTH_BAD = ("both_bad", "tie (bothbad)")
 BOTH_BAD_POLICIES = ("tie", "drop")
+SPLITS = ("random", "row_order")
 
 
 def outcomes_from_frame(frame: pd.DataFrame, both_bad: str = "tie", path: str | Path | None = None) -> pd.DataFrame:
@@ -68,9 +70,8 @@ def read_battles(path: str | Path, both_bad: str = "tie", max_rows: int | None =
     frame = pd.read_csv(path, usecols=wanted, dtype=str, nrows=max_rows, keep_default_na=False)
     if len(frame) == 0:
         raise InputError("no battles in file", path)
-    for col in LABEL_COLUMNS:
-        if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(0)
+    if "winner" not in frame.columns and all(c in frame.columns for c in LABEL_COLUMNS):
+        frame["label"] = labels_from_columns(frame, path)  # one-hot 0/1 checked, bad rows named
     return outcomes_from_frame(frame, both_bad, path)
 
 

@@ -17,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--bootstrap", type=int, help="bootstrap rounds (0 keeps only the sandwich intervals)")
     else:
         which = parser.add_mutually_exclusive_group()
-        which.add_argument("--prompt-id", help="question_id of the prompt in the training file")
+        which.add_argument(
+            "--prompt-id",
+            help="question_id of the prompt in the training file (without that column: the prompt hash the output names)",
+        )
         which.add_argument("--prompt", help="prompt text; it must occur in the training file (its answers are needed)")
         which.add_argument("--row", type=int, help="row (from 1) of --test whose prompt to rank models for")
         parser.add_argument("--models", help="comma-separated models to rank (default: every model that answered)")

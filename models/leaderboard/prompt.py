@@ -107,7 +107,10 @@ def find_prompt(frame: pd.DataFrame, prompt_id: str | None, prompt_text: list[st
     """The group key of the prompt, by question_id or by (normalised) text."""
     if prompt_id is not None:
         if prompt_id not in set(frame["group"]):
-            raise InputError(f"prompt id {prompt_id!r} is not in the training file")
+            examples = ", ".join(frame["group"].drop_duplicates().head(3))
+            raise InputError(
+                f"prompt id {prompt_id!r} is not in the training file (ids are question_id, else a hash of the prompt; e.g. {examples})"
+            )
         return prompt_id
     if prompt_text is None:
         raise InputError("name a prompt: --prompt-id, --prompt or --row with --test")

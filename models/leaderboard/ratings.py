@@ -18,8 +18,8 @@ from competition.metric import log_loss, prior_log_loss
 from competition.progress import progress
 from data.loader import load_arena_csv
 from features.registry import build_features
-from models.leaderboard.battles import encode_models, outcomes_from_frame, read_battles, split_battles
-from models.leaderboard.bradley_terry import ELO_PER_LOGIT, BradleyTerry, aggregate
+from models.leaderboard.battles import SPLITS, encode_models, outcomes_from_frame, read_battles, split_battles
+from models.leaderboard.bradley_terry import ELO_PER_LOGIT, TIE_MODELS, BradleyTerry, aggregate
 from models.leaderboard.plots import plot_ratings
 from models.leaderboard.settings import LeaderboardConfig
 
@@ -132,9 +132,25 @@ def evaluate_holdout(frame: pd.DataFrame, covariates: np.ndarray | None, cfg: Le
     }
 
 
+def check_config(cfg: LeaderboardConfig) -> None:
+    """One-line errors for settings the fit would otherwise reject late (after reading the battles) or with a traceback."""
+    choices = [("fit.tie_model", cfg.fit.tie_model, TIE_MODELS), ("holdout.split", cfg.holdout.split, SPLITS)]
+    choices += [("intervals.methods", m, INTERVAL_METHODS) for m in cfg.intervals.methods]
+    for key, value, known in choices:
+        if value not in known:
+            raise InputError(f"{key}: unknown value {value!r} (known: {', '.join(known)})")
+    if not 0 < cfg.intervals.level < 1:
+        raise InputError(f"intervals.level must be between 0 and 1, got {cfg.intervals.level}")
+    if not 0 <= cfg.holdout.share < 1:
+        raise InputError(f"holdout.share must be in [0, 1), got {cfg.holdout.share}")
+    if "bootstrap" in cfg.intervals.methods and cfg.intervals.bootstrap_rounds < 2:
+        raise InputError("bootstrap intervals need intervals.bootstrap_rounds >= 2 (or drop 'bootstrap' from intervals.methods)")
+
+
 def run(cfg: LeaderboardConfig, write: bool = True) -> LeaderboardResult:
+    check_config(cfg)
     frame, covariates = load_battles(cfg)
-    if frame["model_a"].nunique() + frame["model_b"].nunique() < 2:
+    if len(set(frame["model_a"]) | set(frame["model_b"])) < 2:
         raise InputError("need battles between at least two models", cfg.data.battles)
     model = fit_ratings(frame, covariates, cfg)
     table = rating_table(model, frame, cfg)

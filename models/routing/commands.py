@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pandas as pd
 
@@ -15,6 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     add_common_arguments(parser)
     parser.add_argument("--budget", type=float, help="mean cost per prompt (default: half the best single model's cost)")
     parser.add_argument("--lam", type=float, help="route by quality − lam·cost instead of a budget (for --test)")
+    parser.add_argument("--models", help="comma-separated candidate models (default: every model in the data)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,6 +34,8 @@ def main(args: argparse.Namespace) -> int:
         "router.lam": args.lam,
     }
     sets += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in pairs.items() if v is not None]
+    if args.models:
+        sets.append(f"router.models={json.dumps([m.strip() for m in args.models.split(',') if m.strip()])}")
     cfg = load_config(RoutingConfig, args.config, sets)
     result = run(cfg)
     s = result["summary"]
@@ -47,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     table = pd.DataFrame(
         {
             "policy": [r[0] for r in rows],
-            "mean_grade": [r[1]["mean_grade"] for r in rows],
+            f"mean_{s['quality'].replace(' ', '_')}": [r[1]["mean_grade"] for r in rows],
             "mean_cost": [r[1]["mean_cost"] for r in rows],
         }
     )

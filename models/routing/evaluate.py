@@ -8,6 +8,7 @@ uniform random choice, the cheapest model, and the per-prompt oracle (true grade
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,14 @@ import pandas as pd
 from competition.atomic import write_atomic, write_text_atomic
 from competition.config import save_config
 from competition.errors import InputError
-from competition.folds import assign_folds
-from data.loader import parse_turns
+from competition.folds import assign_folds, prompt_groups
+from data.loader import load_arena_csv, parse_turns
 from models.routing.plots import plot_curve
 from models.routing.quality import PromptQuality, prompt_features
 from models.routing.router import mean_cost, route_budget, route_lambda
 from models.routing.settings import RoutingConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,29 +35,86 @@ class GradedPrompts:
     models: list[str]
     grades: np.ndarray  # (prompts, models), NaN where a model has no graded answer
     prompts: list[list[str | None]]
+    quality: str = "grade"  # what `grades` holds: judge grades, or per-prompt win shares derived from pairs
 
 
 def load_graded(cfg: RoutingConfig) -> GradedPrompts:
-    for key in ("grades", "prompts"):
-        if not getattr(cfg.data, key):
-            raise InputError(f"set data.{key} (see configs/routing/bench.toml)")
-        if not Path(getattr(cfg.data, key)).exists():
-            raise InputError("file not found", getattr(cfg.data, key))
-    grades = pd.read_csv(cfg.data.grades, dtype={"question_id": str})
+    """Every candidate model's quality on every prompt: judge grades, or per-prompt win shares from the pairs."""
+    for key in ("prompts", "grades"):
+        path = getattr(cfg.data, key)
+        if key == "prompts" and not path:
+            raise InputError("set data.prompts (see configs/routing/bench.toml)")
+        if path and not Path(path).exists():
+            raise InputError("file not found", path)
+    data = _from_grades(cfg.data.grades, cfg.data.prompts) if cfg.data.grades else _from_pairs(cfg.data.prompts)
+    return _candidates(data, cfg.router.models)
+
+
+def _from_grades(grades_path: str, prompts_path: str) -> GradedPrompts:
+    grades = pd.read_csv(grades_path, dtype={"question_id": str})
     missing = {"question_id", "model", "grade"} - set(grades.columns)
     if missing:
-        raise InputError("grades file needs question_id, model, grade", cfg.data.grades, column=sorted(missing)[0])
+        raise InputError("grades file needs question_id, model, grade", grades_path, column=sorted(missing)[0])
     matrix = grades.pivot_table(index="question_id", columns="model", values="grade", aggfunc="mean")
-    texts = read_prompts(cfg.data.prompts, id_column="question_id").drop_duplicates("question_id").set_index("question_id")
+    texts = read_prompts(prompts_path, id_column="question_id").drop_duplicates("question_id").set_index("question_id")
     unknown = matrix.index.difference(texts.index)
     if len(unknown):
-        raise InputError(f"{len(unknown)} graded prompts have no text in the prompts file, e.g. {unknown[0]!r}", cfg.data.prompts)
+        raise InputError(f"{len(unknown)} graded prompts have no text in the prompts file, e.g. {unknown[0]!r}", prompts_path)
     return GradedPrompts(
         matrix.index.to_numpy(),
         list(matrix.columns),
         matrix.to_numpy(dtype=np.float64),
         texts.loc[matrix.index, "prompt"].tolist(),
+        "grade",
     )
+
+
+def _from_pairs(path: str) -> GradedPrompts:
+    """Per prompt, each model's share of its pairwise comparisons won (ties half): the quality when no grades exist.
+
+    Meaningful when most models answered every prompt (arena-bench-pairs, the embedded sample); on files
+    with one pair per prompt each prompt has only two candidates.
+    """
+    frame = load_arena_csv(path, require_labels=True)
+    for column in ("model_a", "model_b"):
+        if column not in frame.columns:
+            raise InputError("without a grades file, routing needs the pairs' model_a/model_b columns", path, column=column)
+    group = prompt_groups(frame).to_numpy()
+    score_a = np.array([1.0, 0.0, 0.5])[frame["label"].to_numpy()]
+    long = pd.DataFrame(
+        {
+            "group": np.concatenate([group, group]),
+            "model": np.concatenate([frame["model_a"].to_numpy(), frame["model_b"].to_numpy()]),
+            "won": np.concatenate([score_a, 1.0 - score_a]),
+        }
+    )
+    matrix = long.pivot_table(index="group", columns="model", values="won", aggfunc="mean")
+    if matrix.notna().sum(axis=1).mean() < 3:
+        log.warning("%s: fewer than 3 models per prompt on average; routing has little to choose from", path)
+    first = pd.Series(frame["prompt"].to_numpy(), index=group)
+    texts = first[~first.index.duplicated()]
+    return GradedPrompts(
+        matrix.index.to_numpy(),
+        list(matrix.columns),
+        matrix.to_numpy(dtype=np.float64),
+        texts.loc[matrix.index].tolist(),
+        "win share",
+    )
+
+
+def _candidates(data: GradedPrompts, models: tuple[str, ...]) -> GradedPrompts:
+    """Only the named candidate models (all when none are named); prompts none of them answered are left out."""
+    if not models:
+        return data
+    unknown = [m for m in models if m not in data.models]
+    if unknown:
+        raise InputError(f"unknown model {unknown[0]!r} (known: {', '.join(data.models)})")
+    if len(models) < 2:
+        raise InputError("route between at least two models")
+    columns = [data.models.index(m) for m in models]
+    grades = data.grades[:, columns]
+    kept = np.flatnonzero(~np.isnan(grades).all(axis=1))
+    return GradedPrompts(data.ids[kept], list(models), grades[kept], [data.prompts[i] for i in kept], data.quality)
 
 
 def read_prompts(path: str | Path, id_column: str = "id") -> pd.DataFrame:
@@ -91,7 +151,18 @@ def cost_vector(models: list[str], costs: dict[str, float]) -> np.ndarray:
     missing = [m for m in models if m not in costs]
     if missing:
         raise InputError(f"no cost for model {missing[0]!r} in the cost table ({len(missing)} missing; see router.costs_file)")
+    negative = [m for m in models if not costs[m] >= 0]
+    if negative:
+        raise InputError(f"cost of {negative[0]!r} must be a non-negative number, got {costs[negative[0]]}")
     return np.array([costs[m] for m in models], dtype=np.float64)
+
+
+def budget_grid(costs: np.ndarray, available: np.ndarray, points: int) -> np.ndarray:
+    """Budgets from the cheapest possible routing (each prompt's cheapest answering model) up to the dearest model."""
+    floor = float(np.mean(np.where(available, costs[None, :], np.inf).min(axis=1)))
+    start = max(floor, costs[costs > 0].min() if (costs > 0).any() else 1.0)
+    top = max(start, costs.max())
+    return np.unique(np.concatenate([[floor], np.geomspace(start, top, points)]))
 
 
 def out_of_fold_quality(X: np.ndarray, grades: np.ndarray, folds: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +185,15 @@ def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> 
     """(curve and baseline points, summary at the budget, per-prompt decisions at the budget)."""
     costs, grades = cost_vector(data.models, load_costs(cfg)), data.grades
     available = ~np.isnan(grades)
+    if len(data.ids) < cfg.folds:
+        raise InputError(f"{cfg.folds} folds need at least {cfg.folds} prompts, found {len(data.ids)}")
     folds = assign_folds(None, pd.Series(data.ids), cfg.folds, cfg.seed)
     predicted, train_mean = out_of_fold_quality(X, grades, folds, cfg.quality.alpha)
     overall_mean = np.nanmean(grades, axis=0)
     best = int(np.argmax(overall_mean))
     cheapest = int(np.lexsort((-overall_mean, costs))[0])  # ties in price: the better model
     # The curve: both policies under a grid of budgets, from the cheapest routing to no limit.
-    budgets = np.geomspace(costs.min(), costs.max(), cfg.router.curve_points)
+    budgets = budget_grid(costs, available, cfg.router.curve_points)
     points = [
         _point(policy, grades, costs, route_budget(q, costs, b, available), budget=b)
         for policy, q in (("router", predicted), ("oracle", grades))
@@ -154,6 +227,7 @@ def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> 
     gain = at_budget["oracle"]["mean_grade"] - cheap_point["mean_grade"]
     summary = {
         "prompts": len(grades),
+        "quality": data.quality,
         "models": len(costs),
         "folds": cfg.folds,
         "budget_per_prompt": float(budget),

@@ -29,7 +29,7 @@ def plot_curve(curve: pd.DataFrame, summary: dict, path: str | Path) -> Path:
     ax.axvline(summary["budget_per_prompt"], color="grey", lw=0.8, ls=":")
     ax.set_xscale("log")
     ax.set_xlabel("mean cost per prompt (illustrative price units)")
-    ax.set_ylabel("mean grade achieved (1-10, out of fold)")
+    ax.set_ylabel(f"mean {summary.get('quality', 'grade')} achieved (out of fold)")
     ax.set_title(f"routing on {summary['prompts']} prompts, {summary['models']} models")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RoutingData:
-    grades: str = ""  # question_id, model, grade: every model's grade on every prompt
-    prompts: str = ""  # a pairs CSV with question_id and prompt (the prompt texts of the graded prompts)
+    # question_id, model, grade: every model's grade on every prompt. Empty: the quality of a model on a
+    # prompt is its share of that prompt's pairwise comparisons won in `prompts` (ties half).
+    grades: str = ""
+    prompts: str = "data/sample/train.csv.xz"  # a pairs CSV: prompt texts (and, without grades, models and labels)
     test: str | None = None  # prompts to route (any CSV with a prompt column); none: evaluate only
 
 
@@ -23,6 +25,7 @@ class QualityConfig:
 class RouterConfig:
     costs_file: str = "configs/routing/costs.toml"  # a TOML table model = cost per request, in any one unit
     costs: dict[str, float] = field(default_factory=dict)  # entries here replace those of costs_file
+    models: tuple[str, ...] = ()  # candidate models; empty: every model in the data
     budget: float | None = None  # mean cost per prompt; unset: budget_share_of_best × the best single model's cost
     budget_share_of_best: float = 0.5
     lam: float | None = None  # set to route by quality − lam·cost instead of a budget
@@ -31,7 +34,7 @@ class RouterConfig:
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    name: str = "bench"
+    name: str = "sample"
     runs_dir: str = "runs"
     seed: int = 42
     folds: int = 5
