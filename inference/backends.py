@@ -17,6 +17,7 @@ import numpy as np
 
 from competition.errors import InputError
 from competition.labels import N_CLASSES
+from inference.sources import load_saved_classifier, saved_settings
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
         config.pad_token_id = tokenizer.pad_token_id
         torch.manual_seed(0)  # every worker draws the same weights, so devices agree
         model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype)).to(device)
+    elif saved_settings(spec.model_path):
+        tokenizer, model = load_saved_classifier(spec.model_path, device, dtype, spec.quantize_4bit)
     else:
         tokenizer, model = load_classifier(spec.model_path, device=device, dtype=dtype, quantize_4bit=spec.quantize_4bit)
     return TransformersBackend(model, tokenizer.pad_token_id, device, tokenizer.padding_side)
@@ -133,6 +136,12 @@ def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
 
     if spec.quantize_4bit:
         raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
+    if saved_settings(spec.model_path):
+        raise InputError(
+            "the vLLM backend needs a Hugging Face directory with merged weights, not a train-transformer fold model; "
+            "use --backend transformers",
+            spec.model_path,
+        )
     kwargs = {"model": spec.model_path, "dtype": resolve_dtype_name(spec.dtype, device), "max_model_len": spec.max_length}
     try:
         llm = vllm.LLM(runner="pooling", **kwargs)

@@ -22,7 +22,14 @@ class ModelConfig:
     backend: str = "transformers"  # transformers | vllm (GPU-only extra: requirements-vllm.txt)
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     quantize_4bit: bool = False
-    max_length: int = 1536  # must match the packing the model was trained with
+    # packed tokens per row; must match training. Unset: a fold model's own, else 1536 (or the model's
+    # position limit when smaller)
+    max_length: int | None = None
+
+    def resolved_max_length(self) -> int:
+        from inference.sources import default_max_length
+
+        return self.max_length or default_max_length(self.path)
 
 
 @dataclass(frozen=True)
@@ -66,5 +73,5 @@ class InferenceConfig:
     def backend_spec(self) -> BackendSpec:
         m = self.model
         return BackendSpec(
-            kind=m.backend, model_path=m.path, dtype=m.dtype, quantize_4bit=m.quantize_4bit, max_length=m.max_length
+            kind=m.backend, model_path=m.path, dtype=m.dtype, quantize_4bit=m.quantize_4bit, max_length=m.resolved_max_length()
         )

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -26,13 +26,15 @@ from competition.labels import swap_probabilities
 from competition.predictions import TEST_FILE, load_predictions, probabilities_for, save_predictions
 from inference.backends import encode_pairs, open_backend
 from inference.batching import balance_by_tokens, cut_batches, group_shards, longest_first, padded_tokens, padding_efficiency
-from inference.config import PLACEMENTS, InferenceConfig
+from inference.config import PLACEMENTS, InferenceConfig, ModelConfig
 from inference.progress import ProgressDisplay
+from inference.sources import saved_settings, tokenizer_dir
 from inference.workers import BackendFactory, ShardJob, parse_devices, run_workers, threads_per_worker
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
+CONFIG_FILE, SUMMARY_FILE, SHARD_DIR = "infer.toml", "infer_summary.json", "infer_shards"
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def infer_frame(
 ) -> tuple[np.ndarray, dict]:
     """Probabilities for every row of `frame` (original order), with run statistics."""
     start = time.perf_counter()
-    max_length, swap = cfg.model.max_length, cfg.swap.average
+    max_length, swap = cfg.model.resolved_max_length(), cfg.swap.average
     sequences = encode_pairs(tokenizer, frame, max_length)
     swapped = encode_pairs(tokenizer, frame, max_length, swapped=True) if swap else None
     b = cfg.batching
@@ -242,16 +244,30 @@ def _scoring_rate(worker_stats) -> float | None:
     return sum(s.rows for s in active) / window if window > 0 else None
 
 
+def check_max_length(model: ModelConfig) -> None:
+    """A fold model scored at another packing length than it was trained with loses accuracy silently."""
+    settings = saved_settings(model.path)
+    trained = settings and settings["model"]["max_length"]
+    if trained and model.max_length and model.max_length != trained:
+        log.warning("%s was trained at max_length %d; scoring at %d", model.path, trained, model.max_length)
+
+
 def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool = False) -> dict:
-    """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics."""
+    """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics.
+
+    Its other files carry an `infer` prefix, so the run directory may be a training run's (one holding
+    oof.parquet): its test.parquet is replaced and `blend` reads it as that run's test predictions.
+    """
     from data.loader import load_arena_csv
     from models.transformer.loading import load_tokenizer
 
+    check_max_length(cfg.model)
+    cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
     frame = load_arena_csv(cfg.data.test, max_rows=cfg.data.max_rows)
-    tokenizer = load_tokenizer(cfg.model.path)
+    tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path))
     run_dir = cfg.run_dir
-    save_config(cfg, run_dir / "config.toml")
-    probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / "shards", factory=factory, fresh=fresh)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / SHARD_DIR, factory=factory, fresh=fresh)
     save_predictions(run_dir / TEST_FILE, frame["id"], probs)
-    write_text_atomic(run_dir / "summary.json", json.dumps(stats, indent=1))
+    write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(stats, indent=1))
     return {**stats, "predictions": str(run_dir / TEST_FILE)}

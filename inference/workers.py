@@ -192,6 +192,7 @@ def run_workers(
             if proc.is_alive():
                 proc.terminate()
             proc.join()
+        queue.close()
     _raise_failures(procs, devices, stats, errors)
     return [stats[w] for w in range(len(procs))]
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from competition.errors import InputError
-from competition.labels import swap_probabilities
-from competition.predictions import load_predictions, probabilities_for
+from competition.labels import LABEL_COLUMNS, swap_probabilities
+from competition.predictions import load_predictions, save_predictions
 from inference.backends import BackendSpec, encode_pairs, open_backend, vllm_available
-from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig
+from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig, WorkerConfig
 from inference.engine import build_plan, infer_frame, shard_path
 from inference.workers import parse_devices
 
@@ -68,10 +68,20 @@ def make_frame(n: int = 40, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """An in-process worker sets torch's thread count for this process; later tests get it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_cfg(model_dir, **batching) -> InferenceConfig:
+    # one thread: on a busy shared machine, threads waiting for each other cost more than they give
     return InferenceConfig(
         model=ModelConfig(path=str(model_dir), max_length=MAX_LENGTH, dtype="float32"),
         batching=BatchConfig(**{"token_budget": 600, "max_batch_rows": 64, "shard_rows": 8, **batching}),
+        workers=WorkerConfig(threads=1),
     )
 
 
@@ -208,34 +218,39 @@ def write_arena_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def fake_training_run(path: Path, test_ids=None, seed: int = 0) -> Path:
+    """A run directory as cv/train-transformer leave it: oof.parquet (and test.parquet when ids are given)."""
+    rng = np.random.default_rng(seed)
+    train_ids = [f"train{i}" for i in range(30)]
+    oof = rng.dirichlet(np.ones(3), len(train_ids))
+    save_predictions(path / "oof.parquet", train_ids, oof, fold=np.arange(30) % 3, label=rng.integers(0, 3, 30))
+    if test_ids is not None:
+        save_predictions(path / "test.parquet", test_ids, rng.dirichlet(np.ones(3), len(test_ids)))
+    return path
+
+
 def test_cli_writes_the_prediction_file_blend_reads(model_dir, tmp_path):
     from competition.cli import main
 
     frame = make_frame(12)
     csv = write_arena_csv(frame.iloc[::-1], tmp_path / "test.csv")  # reversed: order must follow the file
-    out = tmp_path / "run"
-    code = main(
-        [
-            "infer",
-            "--model-path",
-            str(model_dir),
-            "--test",
-            str(csv),
-            "--out",
-            str(out),
-            "--devices",
-            "cpu",
-            "--max-length",
-            str(MAX_LENGTH),
-            "--swap-average",
-        ]
-    )
-    assert code == 0
-    predictions = load_predictions(out / "test.parquet")
+    lgbm = fake_training_run(tmp_path / "lgbm", test_ids=frame["id"])
+    transformer = fake_training_run(tmp_path / "transformer", seed=1)  # trained elsewhere; infer adds test.parquet
+    oof_before = (transformer / "oof.parquet").read_bytes()
+    flags = ["--model-path", str(model_dir), "--test", str(csv), "--devices", "cpu", "--max-length", str(MAX_LENGTH)]
+    assert main(["infer", *flags, "--out", str(transformer), "--swap-average"]) == 0
+
+    predictions = load_predictions(transformer / "test.parquet")
+    assert predictions.columns.tolist() == ["id", *LABEL_COLUMNS]
     assert predictions["id"].tolist() == frame["id"].iloc[::-1].tolist()
-    assert probabilities_for(predictions, frame["id"]).shape == (12, 3)
-    assert (out / "config.toml").exists() and json.loads((out / "summary.json").read_text())["items"] == 24
-    assert shard_path(out / "shards", 0).exists()
+    assert (transformer / "oof.parquet").read_bytes() == oof_before  # the training run's own files are kept
+    assert json.loads((transformer / "infer_summary.json").read_text())["items"] == 24
+    assert (transformer / "infer.toml").exists() and shard_path(transformer / "infer_shards", 0).exists()
+
+    blend_args = ["--runs", str(lgbm), str(transformer), "--out", str(tmp_path / "blend")]
+    assert main(["blend", *blend_args, "--set", f"submissions_dir={json.dumps(str(tmp_path / 'subs'))}"]) == 0
+    blended = load_predictions(tmp_path / "blend" / "test.parquet")
+    assert sorted(blended["id"]) == sorted(frame["id"])
 
 
 def test_device_lists():

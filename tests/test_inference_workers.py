@@ -7,10 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 # the tiny random BERT classifier, the MiniLM tokenizer and the row maker are shared with the engine tests
-from test_inference_engine import make_cfg, make_frame, model_dir, tokenizer  # noqa: F401
+from test_inference_engine import keep_torch_threads, make_cfg, make_frame, model_dir, tokenizer  # noqa: F401
 
 from competition.predictions import load_predictions
 from inference.backends import BackendSpec, open_backend
@@ -41,14 +40,6 @@ class _KilledMidway:
             os.kill(os.getpid(), signal.SIGKILL)
         self.left -= 1
         return self.backend.score(sequences)
-
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """An in-process worker sets torch's thread count for this process; later tests get it back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def two_workers(cfg):
