@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from competition.cli import add_common_arguments
 from competition.config import load_config
@@ -54,9 +55,14 @@ def main(args: argparse.Namespace) -> int:
     from competition.report import print_mapping
     from inference.config import InferenceConfig
     from inference.engine import run
+    from inference.workers import WorkerFailed
 
     cfg = load_config(InferenceConfig, args.config, overrides(args))
-    stats = run(cfg, fresh=args.fresh)
+    try:
+        stats = run(cfg, fresh=args.fresh)
+    except WorkerFailed as err:  # a crashed or killed worker: what happened and how to resume, no traceback
+        print(f"infer: {err}", file=sys.stderr)
+        return 1
     shown = (
         "rows",
         "items",

@@ -58,7 +58,7 @@ class SwapConfig:
 @dataclass(frozen=True)
 class InferenceConfig:
     name: str = "infer"
-    runs_dir: str = "runs/infer"
+    runs_dir: str = "runs/inference"
     out: str | None = None  # run directory; default runs_dir/name
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

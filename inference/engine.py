@@ -132,11 +132,15 @@ def make_job(plan: Plan, shard: int, shard_dir: Path) -> ShardJob:
 
 
 def assign_workers(plan: Plan, pending: list[int], n_workers: int, placement: str) -> list[list[int]]:
-    """Pending shards per worker, balanced by padded tokens; `split` keeps each side on its half of the workers."""
+    """Pending shards per worker, balanced by padded tokens.
+
+    `split` keeps each side (original, swapped) on its half of the workers while both sides have shards
+    left; once a rerun finds one side finished, the rest is spread over all workers.
+    """
     if placement not in PLACEMENTS:
         raise InputError(f"unknown swap placement {placement!r} (known: {', '.join(PLACEMENTS)})")
-    sides = sorted({plan.shard_side(s) for s in range(len(plan.shards))})
-    if placement == "balanced" or len(sides) == 1 or n_workers == 1:
+    sides = {plan.shard_side(s) for s in pending}
+    if placement == "balanced" or len(sides) < 2 or n_workers == 1:
         groups = [(pending, list(range(n_workers)))]
     else:
         half = (n_workers + 1) // 2

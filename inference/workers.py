@@ -179,25 +179,26 @@ def run_workers(
         return [open_and_run(factory, devices[0], threads, jobs[0], lambda message: on_message((0, *message)))]
     context = mp.get_context("spawn")
     queue = context.Queue()
-    procs = [
-        context.Process(target=_worker_main, args=(w, factory, d, threads, jobs[w], queue), daemon=True)
-        for w, d in enumerate(devices)
-    ]
-    for proc in procs:
+    procs = {  # a worker with nothing left to score (a rerun) is not started: loading a model costs minutes
+        w: context.Process(target=_worker_main, args=(w, factory, devices[w], threads, jobs[w], queue), daemon=True)
+        for w in range(len(devices))
+        if jobs[w]
+    }
+    for proc in procs.values():
         proc.start()
     try:
         stats, errors = _collect(procs, queue, on_message)
     finally:
-        for proc in procs:
+        for proc in procs.values():
             if proc.is_alive():
                 proc.terminate()
             proc.join()
         queue.close()
     _raise_failures(procs, devices, stats, errors)
-    return [stats[w] for w in range(len(procs))]
+    return [stats.get(w, WorkerStats()) for w in range(len(devices))]
 
 
-def _collect(procs, queue, on_message: Report, grace: float = 2.0) -> tuple[dict[int, WorkerStats], list[tuple]]:
+def _collect(procs: dict, queue, on_message: Report, grace: float = 2.0) -> tuple[dict[int, WorkerStats], list[tuple]]:
     """Messages until every worker has said "done" or "error", or has exited silently (killed).
 
     A failed worker does not stop the others: every shard they finish is kept for the rerun. A worker
@@ -208,7 +209,7 @@ def _collect(procs, queue, on_message: Report, grace: float = 2.0) -> tuple[dict
     exited_at: dict[int, float] = {}
     while True:
         heard = set(stats) | {e[0] for e in errors}
-        unheard = [w for w in range(len(procs)) if w not in heard]
+        unheard = [w for w in procs if w not in heard]
         for w in unheard:
             if procs[w].exitcode is not None:
                 exited_at.setdefault(w, time.monotonic())
@@ -230,12 +231,12 @@ def _dispatch(message: tuple, stats: dict, errors: list, on_message: Report) -> 
         on_message(message)
 
 
-def _raise_failures(procs, devices: list[str], stats: dict, errors: list) -> None:
+def _raise_failures(procs: dict, devices: list[str], stats: dict, errors: list) -> None:
     for worker, _, kind, text in errors:
         if kind == "input":
             raise InputError(f"worker {worker} on {devices[worker]}: {text}")
         raise WorkerFailed(f"worker {worker} on {devices[worker]} failed; finished shards are kept, rerun to resume:\n{text}")
-    for worker, proc in enumerate(procs):
+    for worker, proc in procs.items():
         if worker not in stats:
             raise WorkerFailed(
                 f"worker {worker} on {devices[worker]} exited with code {proc.exitcode}; finished shards are kept, rerun to resume"

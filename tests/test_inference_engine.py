@@ -305,3 +305,11 @@ def test_progress_counts_rows_and_estimates_time_left_by_padded_tokens():
     assert display.rows == 4 and display.tokens == 250 and display.shards == 1
     assert eta is not None and eta > 0  # three quarters of the tokens are left
     assert "4/10 rows" in display.rows_text()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "inference").glob("*.toml")), ids=str)
+def test_example_configs_load_and_mirror_their_run_directory(path):
+    from competition.config import load_config
+
+    cfg = load_config(InferenceConfig, path)
+    assert cfg.run_dir == Path("runs/inference") / path.stem

@@ -88,6 +88,9 @@ def test_split_placement_keeps_each_order_on_its_half_of_the_workers():
     assert sorted(s for shards in assigned for s in shards) == list(range(len(plan.shards)))
     assert {plan.shard_side(s) for w in (0, 1) for s in assigned[w]} == {0}
     assert {plan.shard_side(s) for w in (2, 3) for s in assigned[w]} == {1}
+    # a rerun that finds the original order finished spreads the swapped one over every worker
+    swapped_left = [s for s in range(len(plan.shards)) if plan.shard_side(s) == 1]
+    assert all(assign_workers(plan, swapped_left, 4, "split"))
 
 
 def test_pending_shards_are_balanced_over_workers_by_padded_tokens():
