@@ -101,8 +101,9 @@ def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
         tokenizer = load_tokenizer(spec.model_path)
         config = AutoConfig.from_pretrained(spec.model_path, num_labels=N_CLASSES, local_files_only=True)
         config.pad_token_id = tokenizer.pad_token_id
-        torch.manual_seed(0)  # every worker draws the same weights, so devices agree
-        model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype)).to(device)
+        torch.manual_seed(0)  # every worker draws the same weights (on the same kind of device), so workers agree
+        with torch.device(device):  # drawn where they are used: a 2B model is not built on the CPU first
+            model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
     elif saved_settings(spec.model_path):
         tokenizer, model = load_saved_classifier(spec.model_path, device, dtype, spec.quantize_4bit)
     else:
