@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from competition.cli import add_common_arguments
-from competition.config import load_config
+from competition.commands.common import config_from_args
 
-# flag → config field; string values are written as TOML strings so paths stay strings
+# flag → config field
 FLAG_FIELDS = {
     "out": "out",
     "test": "data.test",
@@ -42,22 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--fresh", action="store_true", help="discard finished shards instead of resuming")
 
 
-def overrides(args: argparse.Namespace) -> list[str]:
-    out = []
-    for flag, field in FLAG_FIELDS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            out.append(f"{field}={json.dumps(value)}" if isinstance(value, str) else f"{field}={str(value).lower()}")
-    return out + list(args.set or [])
-
-
 def main(args: argparse.Namespace) -> int:
     from competition.report import print_mapping
     from inference.config import InferenceConfig
     from inference.engine import run
     from inference.workers import WorkerFailed
 
-    cfg = load_config(InferenceConfig, args.config, overrides(args))
+    cfg = config_from_args(InferenceConfig, args, FLAG_FIELDS)
     try:
         stats = run(cfg, fresh=args.fresh)
     except WorkerFailed as err:  # a crashed or killed worker: what happened and how to resume, no traceback
