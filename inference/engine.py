@@ -76,6 +76,8 @@ def build_plan(
     `identity` names what else decides the outputs (model, dtype): it enters the fingerprint.
     """
     ids = np.asarray(ids).astype(str)
+    if len(np.unique(ids)) != len(ids):
+        raise InputError("row ids must be unique: results are matched back to rows by id")
     sides = [sequences] if swapped_sequences is None else [sequences, swapped_sequences]
     seqs = [np.asarray(s, dtype=np.int32) for side in sides for s in side]
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))

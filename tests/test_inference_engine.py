@@ -208,6 +208,8 @@ def test_plan_does_not_depend_on_devices_but_on_inputs():
     changed = build_plan(["a", "b", "c"], [[1, 2, 3], [4, 5], [7]], token_budget=6, max_batch_rows=None, shard_rows=2)
     assert one.fingerprint == again.fingerprint != changed.fingerprint
     assert [np.concatenate(s).tolist() for s in one.shards] == [[0, 1], [2]]  # 2 rows × 3 tokens fill the budget of 6
+    with pytest.raises(InputError, match="unique"):
+        build_plan(["a", "a", "c"], seqs, token_budget=6, max_batch_rows=None, shard_rows=2)
 
 
 def write_arena_csv(frame: pd.DataFrame, path: Path) -> Path:
