@@ -112,7 +112,7 @@ def pack_segments(tokenizer, prompt_turns, response_a_turns, response_b_turns, m
     prefix, suffix = special_affixes(tokenizer)
     fields = [_turn_texts(t, CHARS_PER_TOKEN_BOUND * max_length) for t in (prompt_turns, response_a_turns, response_b_turns)]
     flat = [*HEADERS, TURN_SEPARATOR, CUT_MARKER, *(text for field in fields for text in field)]
-    encoded = tokenizer(flat, add_special_tokens=False)["input_ids"]
+    encoded = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"]  # long turns are cut below
     headers, separator, marker = encoded[:3], encoded[3], encoded[4]
     turn_ids, at = [], 5
     for field in fields:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,7 @@ class TrainResult:
     steps_done: int = 0  # optimizer steps completed in total, resumed ones included
     total_steps: int = 0
     stopped: bool = False  # stopped by stop_after_steps before total_steps
+    step_seconds: list[float] = field(default_factory=list)  # wall time of each step run in this call
 
 
 def _fingerprint(n_rows: int, model_cfg: ModelConfig, cfg: TrainConfig, total: int) -> dict:
@@ -158,6 +160,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, fingerpr
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -174,6 +177,8 @@ def resume(path: Path, model, optimizer, scheduler, fingerprint: dict) -> int:
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     log.info("resumed from %s at step %d", path, state["step"])
     return int(state["step"])
 
@@ -200,6 +205,7 @@ def train_classifier(
     pad_id = tokenizer.pad_token_id
     model.train()
     for step in tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", leave=False):
+        began = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for rows, swapped in schedule[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]:
@@ -213,6 +219,7 @@ def train_classifier(
         optimizer.step()
         scheduler.step()
         result.losses.append(step_loss)
+        result.step_seconds.append(time.perf_counter() - began)
         result.steps_done = step + 1
         if ckpt and (result.steps_done % cfg.checkpoint_every == 0 or result.steps_done == total):
             save_checkpoint(ckpt, model, optimizer, scheduler, result.steps_done, fingerprint)
