@@ -5,7 +5,7 @@
    accuracy and log losses for each tie model. arena-rank is optional (requirements-bench.txt).
 2. The model-aware predictor on arena-bench-pairs, folds grouped by prompt: out-of-fold log loss with and
    without model names, and how well per-prompt leaderboards from its predictions match the judge's grades.
-    python bench/leaderboard.py [--skip-predictor] [--skip-ratings] [--learning-rate 0.1]
+    python bench/leaderboard.py [--skip-predictor] [--skip-ratings] [--learning-rate 0.03] [--names-only]
 """
 
 from __future__ import annotations
@@ -117,14 +117,14 @@ def ratings_section(battles: str, seed: int) -> dict:
     return out
 
 
-def predictor_section(pairs: str, grades: str, seed: int, learning_rate: float) -> dict:
+def predictor_section(pairs: str, grades: str, seed: int, learning_rate: float, names_only: bool) -> dict:
     from models.leaderboard.prompt import evaluate_predictor, load_pairs
 
     cfg = PromptLeaderboardConfig(
         seed=seed, data=PairData(train=pairs, grades=grades), lgbm=LGBMConfig(learning_rate=learning_rate)
     )
     start = time.perf_counter()
-    result = evaluate_predictor(load_pairs(cfg), cfg)
+    result = evaluate_predictor(load_pairs(cfg), cfg, names_only=names_only)
     result["learning_rate"], result["seconds"] = learning_rate, round(time.perf_counter() - start, 1)
     return result
 
@@ -140,12 +140,15 @@ def main() -> None:
     )
     parser.add_argument("--skip-ratings", action="store_true")
     parser.add_argument("--skip-predictor", action="store_true")
+    parser.add_argument(
+        "--names-only", action="store_true", help="only the names-only Bradley-Terry baseline of the predictor section (seconds)"
+    )
     args = parser.parse_args()
     out = {}
     if not args.skip_ratings:
         out["ratings"] = ratings_section(args.battles, args.seed)
     if not args.skip_predictor:
-        out["model_aware_predictor"] = predictor_section(args.pairs, args.grades, args.seed, args.learning_rate)
+        out["model_aware_predictor"] = predictor_section(args.pairs, args.grades, args.seed, args.learning_rate, args.names_only)
     print(json.dumps(out, indent=1))
 
 

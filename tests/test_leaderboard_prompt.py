@@ -91,6 +91,6 @@ def test_prompt_by_text_and_helpful_errors(cfg):
 
 def test_evaluation_reports_log_loss_with_and_without_model_names(cfg):
     evaluation = run_prompt_leaderboard(cfg, prompt_id="q0", evaluate=True, write=False).evaluation
-    for tag in ("with_model_names", "without_model_names"):
+    for tag in ("with_model_names", "without_model_names", "names_only_bradley_terry"):
         assert evaluation[tag]["log_loss"] < evaluation[tag]["prior_log_loss"]
         assert evaluation[tag]["per_prompt_leaderboard"]["mean_spearman_vs_grades"] > 0.9

@@ -28,7 +28,8 @@ from competition.metric import score_report
 from competition.progress import progress
 from data.loader import load_arena_csv
 from features.registry import build_features
-from models.leaderboard.bradley_terry import ELO_PER_LOGIT, BradleyTerry
+from models.leaderboard.battles import encode_models
+from models.leaderboard.bradley_terry import ELO_PER_LOGIT, BradleyTerry, aggregate
 from models.leaderboard.plots import plot_win_matrix
 from models.leaderboard.settings import PromptLeaderboardConfig
 from models.lgbm import LGBMPreference
@@ -88,18 +89,48 @@ def per_prompt_rank_agreement(frame: pd.DataFrame, probs: np.ndarray, grades: pd
     return {"prompts": len(correlations), "mean_spearman_vs_grades": float(np.nanmean(correlations))}
 
 
-def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig) -> dict:
-    """Out-of-fold log loss with and without model names, and per-prompt ranking agreement when grades exist."""
+def names_only_out_of_fold(frame: pd.DataFrame, cfg: PromptLeaderboardConfig) -> np.ndarray:
+    """(n, 3) out-of-fold probabilities of the global leaderboard alone: Davidson Bradley-Terry on the model names.
+
+    The baseline a model-aware predictor must beat: the same ranking for every prompt, no texts.
+    """
+    y = frame["label"].to_numpy()
+    folds = assign_folds(y, frame["group"], cfg.folds, cfg.seed)
+    outcome = np.array([1.0, 0.0, 0.5])[y]
+    oof = np.zeros((len(frame), 3))
+    for fold in range(cfg.folds):
+        fit, held = folds != fold, folds == fold
+        a, b, names = encode_models(frame[fit])
+        model = BradleyTerry(len(names), "davidson").fit(*aggregate(a, b, outcome[fit]))
+        a, b, _ = encode_models(frame[held], names)
+        known = (a >= 0) & (b >= 0)
+        tie = model.tie_rate_
+        part = np.tile([(1 - tie) / 2, (1 - tie) / 2, tie], (int(held.sum()), 1))  # a model never seen in training
+        part[known] = model.predict_proba(a[known], b[known])
+        oof[held] = part
+    return oof
+
+
+def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, names_only: bool = False) -> dict:
+    """Out-of-fold log loss with and without model names (and of the names-only global leaderboard), grouped by
+    prompt; with grades, how well per-prompt leaderboards built from each one's predictions match the grades.
+
+    `names_only` computes the Bradley-Terry baseline alone (seconds instead of LightGBM's minutes).
+    """
     result: dict = {"rows": len(frame), "prompts": int(frame["group"].nunique()), "folds": cfg.folds}
     y = frame["label"].to_numpy()
-    for with_names in (False, True):
-        oof = out_of_fold(frame, cfg, with_names)
-        tag = "with_model_names" if with_names else "without_model_names"
+    grades = pd.read_csv(cfg.data.grades, dtype={"question_id": str}) if cfg.data.grades else None
+    runs = {"names_only_bradley_terry": lambda: names_only_out_of_fold(frame, cfg)}
+    if not names_only:
+        runs |= {
+            "without_model_names": lambda: out_of_fold(frame, cfg, with_names=False),
+            "with_model_names": lambda: out_of_fold(frame, cfg, with_names=True),
+        }
+    for tag, predict in runs.items():
+        oof = predict()
         result[tag] = score_report(y, oof)
-        if cfg.data.grades:
-            result[tag]["per_prompt_leaderboard"] = per_prompt_rank_agreement(
-                frame, oof, pd.read_csv(cfg.data.grades, dtype={"question_id": str})
-            )
+        if grades is not None:
+            result[tag]["per_prompt_leaderboard"] = per_prompt_rank_agreement(frame, oof, grades)
     return result
 
 
