@@ -160,6 +160,7 @@ def _worker_main(worker: int, factory: BackendFactory, device: str, threads: int
     def report(message: tuple) -> None:
         queue.put((worker, *message))
 
+    _quiet_progress_bars()
     try:
         stats = open_and_run(factory, device, threads, jobs, report)
     except InputError as err:
@@ -169,6 +170,16 @@ def _worker_main(worker: int, factory: BackendFactory, device: str, threads: int
         queue.put((worker, "error", "crash", traceback.format_exc()))
         raise SystemExit(1) from None
     queue.put((worker, "done", stats))
+
+
+def _quiet_progress_bars() -> None:
+    """No model-loading bars in workers: the parent shows progress, and a bar's lock is a semaphore the
+    worker's hard exit would leave behind (a "leaked semaphore" warning at the end of every run)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
 
 
 def run_workers(
