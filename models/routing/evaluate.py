@@ -162,7 +162,8 @@ def budget_grid(costs: np.ndarray, available: np.ndarray, points: int) -> np.nda
     floor = float(np.mean(np.where(available, costs[None, :], np.inf).min(axis=1)))
     start = max(floor, costs[costs > 0].min() if (costs > 0).any() else 1.0)
     top = max(start, costs.max())
-    return np.unique(np.concatenate([[floor], np.geomspace(start, top, points)]))
+    grid = np.geomspace(start, top, points)
+    return np.concatenate([[floor], grid[grid > floor * (1 + 1e-9)]])
 
 
 def out_of_fold_quality(X: np.ndarray, grades: np.ndarray, folds: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
