@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -60,11 +61,14 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "max_length": args.max_length,
         "batch_size": args.batch_size,
+        "train_samples_timed": args.steps * args.batch_size,
+        "predict_samples": len(rows),
         "mean_tokens_per_sample": float(np.mean(lengths)),
         "share_at_max_length": float(np.mean(np.asarray(lengths) == args.max_length)),
         "train_samples_per_s": args.steps * args.batch_size / train_seconds,
         "predict_samples_per_s": len(rows) / predict_seconds,
         "predict_rows_per_s_swap_averaged": len(rows) / predict_seconds / 2,
+        "load_average_1min_at_end": os.getloadavg()[0],  # the machine is shared: read the rates with this
     }
     print(json.dumps(result, indent=1))
 
