@@ -34,6 +34,7 @@ class CVResult:
     oof: np.ndarray
     fold_scores: pd.DataFrame  # one row per fold: log_loss, accuracy, rows, rounds
     summary: dict[str, float]
+    groups: np.ndarray | None = None  # prompt group per row: lets the blender make grouped sub-folds
     test_ids: np.ndarray | None = None
     test_probs: np.ndarray | None = None
     importance: pd.Series | None = None
@@ -114,6 +115,7 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVResult:
         oof=oof,
         fold_scores=fold_scores,
         summary=summary,
+        groups=train["group"].to_numpy(),
         test_ids=None if test is None else test["id"].to_numpy(),
         test_probs=test_probs,
         importance=importance,
@@ -127,7 +129,8 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVResult:
 def write_cv_outputs(cfg: SpineConfig, result: CVResult) -> Path:
     out = cfg.run_dir
     save_config(cfg, out / "config.toml")
-    save_predictions(out / OOF_FILE, result.ids, result.oof, fold=result.folds, label=result.y)
+    groups = {} if result.groups is None else {"group": result.groups}
+    save_predictions(out / OOF_FILE, result.ids, result.oof, fold=result.folds, label=result.y, **groups)
     if result.test_probs is not None:
         save_predictions(out / TEST_FILE, result.test_ids, result.test_probs)
     write_atomic(out / "cv_folds.csv", lambda p: result.fold_scores.to_csv(p, index=False))

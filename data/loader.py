@@ -113,7 +113,9 @@ def _check_ids(frame: pd.DataFrame, path: Path) -> None:
         raise InputError(f"duplicate id {ids.iloc[dup[0]]!r}", path, int(dup[0]) + 1, ID_COLUMN)
 
 
-def _labels(frame: pd.DataFrame, path: Path) -> np.ndarray:
+def labels_from_columns(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    """Class index per row (a=0, b=1, tie=2) from the three label columns, read as text; a row that is
+    not one-hot is an InputError naming the file, row and column."""
     values = np.zeros((len(frame), 3), dtype=np.float64)
     for j, col in enumerate(LABEL_COLUMNS):
         numeric = pd.to_numeric(frame[col].str.strip(), errors="coerce").to_numpy()
@@ -151,7 +153,7 @@ def load_arena_csv(path: str | Path, require_labels: bool = False, max_rows: int
         if col in frame.columns:
             out[col] = frame[col].to_numpy()
     if all(c in frame.columns for c in LABEL_COLUMNS):
-        out["label"] = _labels(frame, path)
+        out["label"] = labels_from_columns(frame, path)
     if report.summary():
         log.warning("%s: repaired cells: %s", path, report.summary())
     out.attrs["parse_report"] = report

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import softmax
 
+from competition.folds import assign_folds
 from competition.labels import as_probabilities
 from competition.metric import log_loss
 
@@ -50,11 +52,27 @@ def fit_blend_weights(probs: list[np.ndarray], y: np.ndarray, fit_temperature: b
     return BlendWeights(weights / weights.sum(), found.temperature)
 
 
+def honest_blend_folds(y: np.ndarray, folds: np.ndarray, groups: np.ndarray | None, n_sub_folds: int = 5) -> np.ndarray | None:
+    """The folds to cross-fit blend weights on: the runs' own folds when they share two or more; else
+    prompt-grouped sub-folds of the shared rows (e.g. a one-fold transformer run blended with a 5-fold one);
+    None when neither exists (no prompt groups in the files, or fewer than two prompts)."""
+    if len(np.unique(folds)) >= 2:
+        return folds
+    if groups is None:
+        return None
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        return None
+    return assign_folds(y, pd.Series(groups), min(n_sub_folds, n_groups), seed=0)
+
+
 def cross_fitted_blend(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, fit_temperature: bool = False) -> np.ndarray:
     """Out-of-fold blend: each fold's rows blended with weights fitted on the other folds.
 
     Its log loss is the honest figure; the in-sample blend loss is optimistic by construction.
     """
+    if len(np.unique(folds)) < 2:
+        raise ValueError("cross-fitting needs at least two folds (see honest_blend_folds)")
     out = np.zeros((len(y), 3))
     for fold in np.unique(folds):
         held = folds == fold

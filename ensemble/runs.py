@@ -17,6 +17,7 @@ class AlignedRuns:
     ids: np.ndarray
     y: np.ndarray
     folds: np.ndarray
+    groups: np.ndarray | None  # prompt group per row, from the first run whose file has it
     oof: list[np.ndarray]
     test_ids: np.ndarray | None
     test: list[np.ndarray] | None
@@ -40,6 +41,8 @@ def load_runs(run_dirs: list[str | Path]) -> AlignedRuns:
         raise InputError("the runs share no out-of-fold ids (were they trained on the same file?)")
     ids = base["id"].to_numpy()
     oof = [probabilities_for(frame, ids) for frame in frames]
+    with_groups = [frame for frame in frames if "group" in frame.columns]
+    groups = with_groups[0].set_index("id").loc[ids, "group"].astype(str).to_numpy() if with_groups else None
     test_paths = [Path(d) / TEST_FILE for d in run_dirs]
     test_ids, test = None, None
     if all(p.exists() for p in test_paths):
@@ -51,6 +54,7 @@ def load_runs(run_dirs: list[str | Path]) -> AlignedRuns:
         ids=ids,
         y=base["label"].to_numpy(dtype=np.int64),
         folds=base["fold"].to_numpy(),
+        groups=groups,
         oof=oof,
         test_ids=test_ids,
         test=test,

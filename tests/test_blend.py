@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from competition.metric import log_loss
-from ensemble.blend import BlendWeights, apply_blend, cross_fitted_blend, fit_blend_weights
+from ensemble.blend import BlendWeights, apply_blend, cross_fitted_blend, fit_blend_weights, honest_blend_folds
 
 
 def _truth(n=3000, seed=0):
@@ -59,3 +59,24 @@ def test_apply_blend_is_a_convex_combination():
     a = np.array([[1.0, 0.0, 0.0]])
     b = np.array([[0.0, 1.0, 0.0]])
     np.testing.assert_allclose(apply_blend([a, b], BlendWeights(np.array([0.25, 0.75]))), [[0.25, 0.75, 0.0]])
+
+
+def test_one_shared_fold_is_cross_fitted_on_prompt_grouped_sub_folds():
+    p, y = _truth(n=400, seed=6)
+    groups = np.repeat(np.arange(80), 5).astype(str)
+    sub_folds = honest_blend_folds(y, np.zeros(len(y), dtype=int), groups)
+    assert sub_folds is not None and len(np.unique(sub_folds)) == 5
+    for group in np.unique(groups):
+        assert len(np.unique(sub_folds[groups == group])) == 1
+    out = cross_fitted_blend([p, np.full_like(p, 1 / 3)], y, sub_folds)
+    assert np.allclose(out.sum(axis=1), 1) and log_loss(y, out) < log_loss(y, np.full_like(p, 1 / 3))
+
+
+def test_honest_folds_keep_the_runs_folds_and_refuse_a_single_fold_without_groups():
+    y = np.arange(30) % 3
+    folds = np.arange(30) % 3
+    assert honest_blend_folds(y, folds, None) is folds
+    assert honest_blend_folds(y, np.zeros(30, dtype=int), None) is None
+    assert honest_blend_folds(y, np.zeros(30, dtype=int), np.full(30, "same")) is None
+    with pytest.raises(ValueError, match="two folds"):
+        cross_fitted_blend([np.full((30, 3), 1 / 3)], y, np.zeros(30, dtype=int))

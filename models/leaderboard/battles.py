@@ -14,7 +14,7 @@ import pandas as pd
 
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS
-from data.loader import _labels as labels_from_columns
+from data.loader import labels_from_columns
 
 log = logging.getLogger(__name__)
 WINNER_OUTCOMES = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from competition.atomic import atomic_path  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -36,7 +36,7 @@ def plot_ratings(table: pd.DataFrame, method: str | None, level: float, path: st
     ax.set_yticks(y, ordered["model"], fontsize=7)
     ax.set_xlabel("rating (400 points = 10x odds)")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_win_matrix(matrix: np.ndarray, names: list[str], title: str, path: str | Path) -> Path:
@@ -52,4 +52,4 @@ def plot_win_matrix(matrix: np.ndarray, names: list[str], title: str, path: str 
                 ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=5)
     fig.colorbar(image, ax=ax, label="P(row beats column)")
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.leaderboard.plots import _save, plt
+from models.leaderboard.plots import plt, save_figure
 
 
 def plot_curve(curve: pd.DataFrame, summary: dict, path: str | Path) -> Path:
@@ -33,4 +33,4 @@ def plot_curve(curve: pd.DataFrame, summary: dict, path: str | Path) -> Path:
     ax.set_title(f"routing on {summary['prompts']} prompts, {summary['models']} models")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -92,7 +92,14 @@ def train_fold(
     if test is not None:
         save_predictions(fold_dir / TEST_FILE, test["id"], model.predict_proba(test))
     # written last: its presence marks the fold as done
-    save_predictions(fold_dir / OOF_FILE, train["id"].iloc[valid_rows], probs, fold=folds[valid_rows], label=y[valid_rows])
+    save_predictions(
+        fold_dir / OOF_FILE,
+        train["id"].iloc[valid_rows],
+        probs,
+        fold=folds[valid_rows],
+        label=y[valid_rows],
+        group=prompt_groups(train.iloc[valid_rows]).to_numpy(),
+    )
     return {
         "fold": fold,
         "train_rows": len(fit_rows),
@@ -133,7 +140,10 @@ def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
             break
         rows.append(row)
     oof, test_probs = combine_folds(cfg.run_dir)
-    save_predictions(cfg.run_dir / OOF_FILE, oof["id"], oof[list(LABEL_COLUMNS)].to_numpy(), fold=oof["fold"], label=oof["label"])
+    groups = {"group": oof["group"]} if "group" in oof.columns else {}
+    save_predictions(
+        cfg.run_dir / OOF_FILE, oof["id"], oof[list(LABEL_COLUMNS)].to_numpy(), fold=oof["fold"], label=oof["label"], **groups
+    )
     if test_probs is not None:
         save_predictions(cfg.run_dir / TEST_FILE, test_probs["id"], test_probs[list(LABEL_COLUMNS)].to_numpy())
     scores = []
