@@ -25,6 +25,7 @@ from models.transformer.settings import ModelConfig, TrainConfig
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
+LOSS_WINDOW = 50  # steps averaged for the loss shown while training
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 MEGABATCH = 16  # micro-batches whose rows are length-sorted together (less padding, still shuffled)
 
@@ -204,7 +205,8 @@ def train_classifier(
     result = TrainResult(start_step=start, steps_done=start, total_steps=total)
     pad_id = tokenizer.pad_token_id
     model.train()
-    for step in tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", leave=False):
+    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", leave=False)
+    for step in bar:
         began = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
@@ -221,8 +223,12 @@ def train_classifier(
         result.losses.append(step_loss)
         result.step_seconds.append(time.perf_counter() - began)
         result.steps_done = step + 1
+        # The mean of recent steps, so a log shows whether training moves below the prior (about 1.06 here).
+        recent_loss = float(np.mean(result.losses[-LOSS_WINDOW:]))
+        bar.set_postfix(loss=f"{recent_loss:.4f}", refresh=False)
         if ckpt and (result.steps_done % cfg.checkpoint_every == 0 or result.steps_done == total):
             save_checkpoint(ckpt, model, optimizer, scheduler, result.steps_done, fingerprint)
+            log.info("step %d/%d: mean training loss of the last %d steps %.4f", result.steps_done, total, LOSS_WINDOW, recent_loss)
         if cfg.stop_after_steps is not None and result.steps_done >= cfg.stop_after_steps and result.steps_done < total:
             result.stopped = True
             break
