@@ -140,7 +140,8 @@ def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
             break
         rows.append(row)
     oof, test_probs = combine_folds(cfg.run_dir)
-    groups = {"group": oof["group"]} if "group" in oof.columns else {}
+    # Folds written before the group column existed leave gaps; a partial column would mislead the blender.
+    groups = {"group": oof["group"]} if "group" in oof.columns and oof["group"].notna().all() else {}
     save_predictions(
         cfg.run_dir / OOF_FILE, oof["id"], oof[list(LABEL_COLUMNS)].to_numpy(), fold=oof["fold"], label=oof["label"], **groups
     )
