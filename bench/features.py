@@ -49,14 +49,22 @@ def main() -> None:
     table, cold_s, cold_cpu = runs[0]
     best_s = min(r[1] for r in runs)
     report = {
-        "rows": len(frame), "columns": table.shape[1], "groups": list(DEFAULT_GROUPS), "cores": 2,
+        "rows": len(frame),
+        "columns": table.shape[1],
+        "groups": list(DEFAULT_GROUPS),
+        "cores": 2,
         "load_csv_s": round(load_s, 3),
-        "rows_per_s": round(len(frame) / cold_s), "cold_s": round(cold_s, 3), "cold_cpu_s": round(cold_cpu, 3),
-        "rows_per_s_best_of_repeats": round(len(frame) / best_s), "repeats": len(runs),
+        "rows_per_s": round(len(frame) / cold_s),
+        "cold_s": round(cold_s, 3),
+        "cold_cpu_s": round(cold_cpu, 3),
+        "rows_per_s_best_of_repeats": round(len(frame) / best_s),
+        "repeats": len(runs),
         "rows_per_s_including_csv_load": round(len(frame) / (cold_s + load_s)),
     }
     if args.cv:
-        cfg = load_config(SpineConfig, None, [f"data.train={args.data!r}", "data.test=''", "features.cache_dir=''", "name='bench_cv'"])
+        cfg = load_config(
+            SpineConfig, None, [f"data.train={args.data!r}", "data.test=''", "features.cache_dir=''", "name='bench_cv'"]
+        )
         result, cv_s, cv_cpu = timed(lambda: run_cv(cfg, write=False))
         report.update(cv_wall_s=round(cv_s, 1), cv_cpu_s=round(cv_cpu, 1), cv_log_loss=round(result.summary["log_loss"], 4))
     print(json.dumps(report, indent=1))

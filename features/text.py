@@ -35,10 +35,7 @@ def _with_words(tf: pl.DataFrame) -> pl.DataFrame:
     parts = ("prompt", *RESPONSES)
     pieces = tf.select(
         # Tabs stay: rare in answers, and a second replace pass costs about 10% of all extraction.
-        pl.col(part)
-        .str.to_lowercase()
-        .str.replace_all("\n", " ", literal=True)
-        .str.split(" ")
+        pl.col(part).str.to_lowercase().str.replace_all("\n", " ", literal=True).str.split(" ")
         for part in parts
     )
     words = pieces.select(

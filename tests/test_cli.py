@@ -71,7 +71,9 @@ def test_run_main_job_and_ablate_and_blend(workdir):
     assert "group" in pd.read_parquet(workdir / "runs/main/oof.parquet").columns
     one_fold = pd.read_parquet(workdir / "runs/other/oof.parquet")
     one_fold[one_fold["fold"] == 0].to_parquet(workdir / "runs/other/oof.parquet", index=False)
-    blend = cli("blend", "--runs", "runs/main", "runs/other", "--out", "runs/blend1", "--set", "submissions_dir='subs'", cwd=workdir)
+    blend = cli(
+        "blend", "--runs", "runs/main", "runs/other", "--out", "runs/blend1", "--set", "submissions_dir='subs'", cwd=workdir
+    )
     assert blend.returncode == 0, blend.stderr
     assert "prompt-grouped sub-folds" in blend.stdout
     ablate = cli("ablate", *common, "--set", "name='main'", "--groups", "markdown", "refusal", cwd=workdir)

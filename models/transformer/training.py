@@ -228,7 +228,9 @@ def train_classifier(
         bar.set_postfix(loss=f"{recent_loss:.4f}", refresh=False)
         if ckpt and (result.steps_done % cfg.checkpoint_every == 0 or result.steps_done == total):
             save_checkpoint(ckpt, model, optimizer, scheduler, result.steps_done, fingerprint)
-            log.info("step %d/%d: mean training loss of the last %d steps %.4f", result.steps_done, total, LOSS_WINDOW, recent_loss)
+            log.info(
+                "step %d/%d: mean training loss of the last %d steps %.4f", result.steps_done, total, LOSS_WINDOW, recent_loss
+            )
         if cfg.stop_after_steps is not None and result.steps_done >= cfg.stop_after_steps and result.steps_done < total:
             result.stopped = True
             break
