@@ -154,6 +154,9 @@ def test_cli_trains_one_fold_and_writes_lgbm_style_predictions(backbones, tmp_pa
     # a finished fold is skipped; another fold adds its rows to the combined file
     assert main([*argv, "--set", "train.only_folds=[1, 2]"]) == 0
     assert set(load_predictions(tmp_path / "run" / "oof.parquet")["fold"]) == {1, 2}
+    # the report keeps what the earlier invocation's fold recorded
+    report = pd.read_csv(tmp_path / "run" / "cv_folds.csv")
+    assert report["fold"].tolist() == [1, 2] and (report["steps"] == 2).all() and report["train_rows"].notna().all()
 
 
 def test_cli_reports_a_missing_model_directory(tmp_path, capsys):

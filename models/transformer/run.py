@@ -6,6 +6,7 @@ Layout of a run directory (e.g. runs/transformer/minilm):
   fold{k}/model/              trainable weights + settings (TransformerPreference.load)
   fold{k}/oof.parquet         the fold's scored rows; a fold with this file is done and is skipped
   fold{k}/test.parquet        the fold model's test predictions
+  fold{k}/fold_run.json       the fold's training facts (rows, steps, seconds), for reports of later runs
   oof.parquet, test.parquet   every finished fold in the directory combined (test: mean over folds)
 """
 
@@ -32,6 +33,8 @@ from models.transformer.estimator import TransformerPreference
 from models.transformer.settings import TransformerRunConfig
 
 log = logging.getLogger(__name__)
+
+FOLD_FACTS_FILE = "fold_run.json"
 
 
 @dataclass
@@ -74,7 +77,7 @@ def selected_folds(cfg: TransformerRunConfig) -> list[int]:
 def train_fold(
     cfg: TransformerRunConfig, train: pd.DataFrame, folds: np.ndarray, fold: int, test: pd.DataFrame | None
 ) -> dict | None:
-    """Fits on the other folds, scores this fold (and the test file); the fold's row, None if stopped early."""
+    """Fits on the other folds, scores this fold (and the test file); the fold's facts, None if stopped early."""
     start = time.perf_counter()
     fold_dir = cfg.run_dir / f"fold{fold}"
     fit_rows = subsample(np.flatnonzero(folds != fold), cfg.train.max_train_rows, cfg.train.seed + fold)
@@ -91,6 +94,14 @@ def train_fold(
     probs = model.predict_proba(train.iloc[valid_rows])
     if test is not None:
         save_predictions(fold_dir / TEST_FILE, test["id"], model.predict_proba(test))
+    facts = {
+        "fold": fold,
+        "train_rows": len(fit_rows),
+        "rows": len(valid_rows),
+        "steps": model.result_.steps_done,
+        "seconds": time.perf_counter() - start,
+    }
+    write_text_atomic(fold_dir / FOLD_FACTS_FILE, json.dumps(facts, indent=1))
     # written last: its presence marks the fold as done
     save_predictions(
         fold_dir / OOF_FILE,
@@ -100,13 +111,7 @@ def train_fold(
         label=y[valid_rows],
         group=prompt_groups(train.iloc[valid_rows]).to_numpy(),
     )
-    return {
-        "fold": fold,
-        "train_rows": len(fit_rows),
-        "rows": len(valid_rows),
-        "steps": model.result_.steps_done,
-        "seconds": time.perf_counter() - start,
-    }
+    return facts
 
 
 def combine_folds(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -123,6 +128,12 @@ def combine_folds(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     return oof, pd.DataFrame({"id": ids, **dict(zip(LABEL_COLUMNS, mean.T, strict=True))})
 
 
+def fold_facts(run_dir: Path, fold: int, rows: int) -> dict:
+    """What a fold trained in an earlier invocation recorded; only its row count when it predates the file."""
+    path = run_dir / f"fold{fold}" / FOLD_FACTS_FILE
+    return json.loads(path.read_text()) if path.exists() else {"fold": fold, "rows": rows}
+
+
 def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
     """Trains the selected folds (skipping finished ones, resuming a killed one) and writes the combined files."""
     train = load_train(cfg)
@@ -130,15 +141,12 @@ def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
     folds = assign_folds(y, prompt_groups(train), cfg.cv.folds, cfg.cv.seed)
     test = load_test(cfg)
     save_config(cfg, cfg.run_dir / "config.toml")
-    rows = []
     for fold in selected_folds(cfg):
         if (cfg.run_dir / f"fold{fold}" / OOF_FILE).exists():
             log.info("fold %d already finished in %s: skipped", fold, cfg.run_dir)
             continue
-        row = train_fold(cfg, train, folds, fold, test)
-        if row is None:
+        if train_fold(cfg, train, folds, fold, test) is None:
             break
-        rows.append(row)
     oof, test_probs = combine_folds(cfg.run_dir)
     # Folds written before the group column existed leave gaps; a partial column would mislead the blender.
     groups = {"group": oof["group"]} if "group" in oof.columns and oof["group"].notna().all() else {}
@@ -149,8 +157,8 @@ def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
         save_predictions(cfg.run_dir / TEST_FILE, test_probs["id"], test_probs[list(LABEL_COLUMNS)].to_numpy())
     scores = []
     for fold, part in oof.groupby("fold"):
-        found = next((r for r in rows if r["fold"] == fold), {"fold": int(fold), "rows": len(part)})
-        scores.append({**found, **score_report(part["label"].to_numpy(), part[list(LABEL_COLUMNS)].to_numpy())})
+        facts = fold_facts(cfg.run_dir, int(fold), len(part))
+        scores.append({**facts, **score_report(part["label"].to_numpy(), part[list(LABEL_COLUMNS)].to_numpy())})
     fold_scores = pd.DataFrame(scores)
     summary = score_report(oof["label"].to_numpy(), oof[list(LABEL_COLUMNS)].to_numpy()) | {"rows": float(len(oof))}
     write_atomic(cfg.run_dir / "cv_folds.csv", lambda p: fold_scores.to_csv(p, index=False))
