@@ -66,6 +66,10 @@ def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
 
 
+def fold_directory(run_dir: Path, fold: int) -> Path:
+    return run_dir / f"fold{fold}"
+
+
 def selected_folds(cfg: TransformerRunConfig) -> list[int]:
     folds = list(cfg.train.only_folds) or list(range(cfg.cv.folds))
     bad = [f for f in folds if not 0 <= f < cfg.cv.folds]
@@ -79,7 +83,7 @@ def train_fold(
 ) -> dict | None:
     """Fits on the other folds, scores this fold (and the test file); the fold's facts, None if stopped early."""
     start = time.perf_counter()
-    fold_dir = cfg.run_dir / f"fold{fold}"
+    fold_dir = fold_directory(cfg.run_dir, fold)
     fit_rows = subsample(np.flatnonzero(folds != fold), cfg.train.max_train_rows, cfg.train.seed + fold)
     valid_rows = subsample(np.flatnonzero(folds == fold), cfg.train.max_valid_rows, cfg.train.seed + fold)
     part, y = train.iloc[fit_rows], train["label"].to_numpy()
@@ -130,8 +134,8 @@ def combine_folds(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
 
 def fold_facts(run_dir: Path, fold: int, rows: int) -> dict:
     """What a fold trained in an earlier invocation recorded; only its row count when it predates the file."""
-    path = run_dir / f"fold{fold}" / FOLD_FACTS_FILE
-    return json.loads(path.read_text()) if path.exists() else {"fold": fold, "rows": rows}
+    path = fold_directory(run_dir, fold) / FOLD_FACTS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"fold": fold, "rows": rows}
 
 
 def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
@@ -142,7 +146,7 @@ def run_transformer_cv(cfg: TransformerRunConfig) -> TransformerCVResult:
     test = load_test(cfg)
     save_config(cfg, cfg.run_dir / "config.toml")
     for fold in selected_folds(cfg):
-        if (cfg.run_dir / f"fold{fold}" / OOF_FILE).exists():
+        if (fold_directory(cfg.run_dir, fold) / OOF_FILE).exists():
             log.info("fold %d already finished in %s: skipped", fold, cfg.run_dir)
             continue
         if train_fold(cfg, train, folds, fold, test) is None:
