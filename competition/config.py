@@ -7,6 +7,7 @@ error, values are checked against the field types, and `--set section.key=value`
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -81,10 +82,24 @@ def _from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
+    prefix = f"{where}." if where else ""
     if unknown:
-        raise TypeError(f"unknown key {where + '.' if where else ''}{unknown[0]} (known: {', '.join(sorted(names))})")
-    kwargs = {k: _coerce(v, hints[k], f"{where + '.' if where else ''}{k}") for k, v in data.items()}
-    return cls(**kwargs)
+        raise TypeError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # a range check in the dataclass's __post_init__
+        raise TypeError(f"{prefix}{err}") from None
+
+
+def require(condition: bool, field: str, rule: str) -> None:
+    """A range check for a config's `__post_init__`: `require(x > 0, "learning_rate", "must be > 0")`."""
+    if not condition:
+        raise ValueError(f"{field} {rule}")
+
+
+def finite(value: float) -> bool:
+    return math.isfinite(value)
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +123,27 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> C:
-    """Defaults of `cls`, then the TOML file (which lists only what it changes), then the overrides."""
-    data = to_dict(cls())
+def _defaults(cls: type) -> dict[str, Any]:
+    """The default values of a config class as data, without constructing (and so validating) it:
+    a config may have no valid default for a field the user must set."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else value
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list | tuple = ()) -> C:
+    """Defaults of `cls`, then the TOML file (which lists only what it changes), then the overrides.
+
+    An override is a nested dict ({"lgbm": {"num_leaves": 7}}) or `--set` text ("lgbm.num_leaves=7").
+    """
+    data = _defaults(cls)
     if path is not None:
         path = Path(path)
         if not path.exists():
@@ -119,8 +152,12 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
             data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
         except tomllib.TOMLDecodeError as err:
             raise InputError(f"not valid TOML ({err})", path) from None
-    for text in overrides:
-        data = _merge(data, parse_override(text))
+        except UnicodeDecodeError:
+            raise InputError("not a UTF-8 text file", path) from None
+        except OSError as err:
+            raise InputError(f"cannot read the config ({err.strerror or type(err).__name__})", path) from None
+    for override in overrides:
+        data = _merge(data, override if isinstance(override, dict) else parse_override(override))
     try:
         return _from_dict(cls, data)
     except TypeError as err:

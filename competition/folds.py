@@ -1,15 +1,25 @@
-"""Fold assignment, made once: grouped by prompt, stratified by label where possible, seeded."""
+"""Folds, made once: grouped by prompt, stratified by label where possible, seeded, written as a table.
+
+The fold table (id, group, fold) of a data file and fold settings is written once under `fold_dir`,
+keyed by a hash of the rows' ids, groups and labels; every stage reads the same table, so a LightGBM
+run, a transformer run and the blender agree on which prompts each fold holds.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
+from competition.atomic import write_atomic
+from competition.errors import InputError
+
 _SPACE = re.compile(r"\s+")
+FOLD_TABLE_COLUMNS = ("id", "group", "fold")
 
 
 def normalise_prompt(turns: list[str | None]) -> str:
@@ -31,9 +41,9 @@ def prompt_groups(frame: pd.DataFrame) -> pd.Series:
 
 def assign_folds(labels: np.ndarray | None, groups: pd.Series, n_folds: int, seed: int) -> np.ndarray:
     """Fold id per row (0..n_folds-1). Label-stratified when labels exist, always grouped."""
-    n_groups = groups.nunique()
+    n_groups = pd.Series(groups).nunique()
     if n_groups < n_folds:
-        raise ValueError(f"{n_folds} folds need at least {n_folds} distinct prompts, found {n_groups}")
+        raise InputError(f"{n_folds} folds need at least {n_folds} distinct prompts, found {n_groups}")
     folds = np.full(len(groups), -1, dtype=np.int64)
     dummy = np.zeros(len(groups))
     if labels is not None:
@@ -47,3 +57,30 @@ def assign_folds(labels: np.ndarray | None, groups: pd.Series, n_folds: int, see
     for fold, (_, valid_idx) in enumerate(splits):
         folds[valid_idx] = fold
     return folds
+
+
+def data_key(ids, groups, labels: np.ndarray | None) -> str:
+    """Hash of what decides the folds: row ids in order, their prompt groups and labels."""
+    digest = hashlib.sha256()
+    for values in (ids, groups, [] if labels is None else labels):
+        digest.update("\x1f".join(map(str, np.asarray(values))).encode("utf-8", "surrogatepass"))
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]
+
+
+def fold_table(ids, groups, labels: np.ndarray | None, n_folds: int, seed: int, fold_dir: str | Path | None) -> pd.DataFrame:
+    """The fold table (id, group, fold) for these rows; read from `fold_dir` when written before, else made
+    and written there once. Without `fold_dir` it is made in memory (tests, throwaway runs)."""
+    ids = np.asarray(ids).astype(str)
+    groups = np.asarray(groups).astype(str)
+    path = None
+    if fold_dir:
+        path = Path(fold_dir) / f"folds-{data_key(ids, groups, labels)}-k{n_folds}-s{seed}.parquet"
+        if path.exists():
+            table = pd.read_parquet(path)
+            if list(table.columns) == list(FOLD_TABLE_COLUMNS) and np.array_equal(table["id"].to_numpy(str), ids):
+                return table
+    table = pd.DataFrame({"id": ids, "group": groups, "fold": assign_folds(labels, pd.Series(groups), n_folds, seed)})
+    if path is not None:
+        write_atomic(path, lambda p: table.to_parquet(p, index=False))
+    return table

@@ -33,14 +33,29 @@ def save_predictions(path: str | Path, ids, probs: np.ndarray, **extra_columns) 
 
 
 def load_predictions(path: str | Path) -> pd.DataFrame:
+    """A prediction file, checked: unique ids, probabilities finite, in [0, 1], rows summing to 1."""
     path = Path(path)
     if not path.exists():
         raise InputError("prediction file not found (run cv/fit first)", path)
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a file that is not parquet
+        raise InputError(f"not a readable parquet file ({type(err).__name__})", path) from None
     missing = [c for c in ("id", *LABEL_COLUMNS) if c not in frame.columns]
     if missing:
         raise InputError("not a prediction file", path, column=missing[0])
     frame["id"] = frame["id"].astype(str)
+    dup = np.flatnonzero(frame["id"].duplicated().to_numpy())
+    if len(dup):
+        raise InputError(f"duplicate id {frame['id'].iloc[dup[0]]!r}", path, int(dup[0]) + 1, "id")
+    probs = frame[list(LABEL_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise InputError(f"probability {probs[i, j]!r} is not a number in [0, 1]", path, i + 1, LABEL_COLUMNS[j])
+    off = np.flatnonzero(np.abs(probs.sum(axis=1) - 1) > 1e-6)
+    if len(off):
+        raise InputError(f"probabilities sum to {probs[off[0]].sum():.6f}, not 1", path, int(off[0]) + 1)
     return frame
 
 

@@ -1,11 +1,18 @@
-"""Config of the spine (cv, fit, predict, ablate, run). `configs/*.toml` list only what they change."""
+"""Config sections every stage shares: the data files, the fold settings, and where a run's outputs go.
+
+Each stage's own config (LightGBM spine, transformer, inference, ...) composes these; `configs/*.toml`
+list only what they change.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from features.registry import DEFAULT_GROUPS
+from competition.config import require
+from competition.errors import InputError
+
+MAX_FOLDS = 100
 
 
 @dataclass(frozen=True)
@@ -15,46 +22,25 @@ class DataConfig:
     extra: str | None = None  # labelled rows in the same format, appended to train without duplicates
     max_rows: int | None = None  # quick runs: read only the first rows of each file
 
+    def __post_init__(self) -> None:
+        require(self.max_rows is None or self.max_rows >= 1, "max_rows", "must be at least 1 (or unset for every row)")
+
 
 @dataclass(frozen=True)
 class CVConfig:
     folds: int = 5
     seed: int = 42
+    # where fold tables are written once per data file and settings, and read by every stage
+    fold_dir: str = "runs/folds"
+
+    def __post_init__(self) -> None:
+        require(2 <= self.folds <= MAX_FOLDS, "folds", f"must be between 2 and {MAX_FOLDS}")
 
 
-@dataclass(frozen=True)
-class FeatureConfig:
-    groups: tuple[str, ...] = DEFAULT_GROUPS
-    cache_dir: str | None = "runs/cache/features"
-
-
-@dataclass(frozen=True)
-class LGBMConfig:
-    learning_rate: float = 0.03
-    num_leaves: int = 15
-    min_data_in_leaf: int = 100
-    feature_fraction: float = 0.5
-    bagging_fraction: float = 0.8
-    lambda_l2: float = 10.0
-    max_rounds: int = 3000
-    early_stopping_rounds: int = 100
-    # Early stopping watches prompts held out of the training part, never the fold being scored.
-    early_stopping_share: float = 0.15
-    swap_augment: bool = True
-    swap_average: bool = True
-    num_threads: int = 2
-
-
-@dataclass(frozen=True)
-class SpineConfig:
-    name: str = "lgbm_base"
-    runs_dir: str = "runs"
-    submissions_dir: str = "submissions"
-    data: DataConfig = field(default_factory=DataConfig)
-    cv: CVConfig = field(default_factory=CVConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    lgbm: LGBMConfig = field(default_factory=LGBMConfig)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.runs_dir) / self.name
+def run_directory(out: str | None, runs_dir: str, name: str) -> Path:
+    """Where a run writes: `out` when given (the `--out` flag of every command), else runs_dir/name."""
+    if out:
+        return Path(out)
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise InputError(f"run name {name!r} must be a relative path inside runs_dir (or pass --out)")
+    return Path(runs_dir) / name

@@ -6,13 +6,16 @@ the temperature divides the log of the blended probabilities (T > 1 softens, T <
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import softmax
 
+from competition.crossfit import cross_fit
 from competition.folds import assign_folds
 from competition.labels import as_probabilities
 from competition.metric import log_loss
@@ -66,16 +69,53 @@ def honest_blend_folds(y: np.ndarray, folds: np.ndarray, groups: np.ndarray | No
     return assign_folds(y, pd.Series(groups), min(n_sub_folds, n_groups), seed=0)
 
 
+def probability_frame(probs: list[np.ndarray]) -> pd.DataFrame:
+    """Several models' (n, 3) probabilities side by side: the frame a `WeightedBlend` reads."""
+    columns = {f"model{i}__{k}": p[:, k] for i, p in enumerate(probs) for k in range(3)}
+    return pd.DataFrame({"id": np.arange(len(probs[0])).astype(str), **columns})
+
+
+def _split_models(frame: pd.DataFrame) -> list[np.ndarray]:
+    n_models = sum(1 for c in frame.columns if c.endswith("__0"))
+    return [frame[[f"model{i}__{k}" for k in range(3)]].to_numpy(dtype=np.float64) for i in range(n_models)]
+
+
+class WeightedBlend:
+    """The blender with the project's estimator face, so its cross-fitting runs through the one loop."""
+
+    def __init__(self, fit_temperature: bool = False):
+        self.fit_temperature = fit_temperature
+
+    def fit(self, frame: pd.DataFrame, y: np.ndarray, groups=None) -> WeightedBlend:
+        self.weights_ = fit_blend_weights(_split_models(frame), np.asarray(y), self.fit_temperature)
+        return self
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return apply_blend(_split_models(frame), self.weights_)
+
+    def save(self, directory) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"family": "blend", "weights": self.weights_.weights.tolist(), "temperature": self.weights_.temperature}
+        (directory / "estimator.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def load(cls, directory) -> WeightedBlend:
+        meta = json.loads((Path(directory) / "estimator.json").read_text(encoding="utf-8"))
+        blend = cls(meta["temperature"] != 1.0)
+        blend.weights_ = BlendWeights(np.asarray(meta["weights"], dtype=np.float64), float(meta["temperature"]))
+        return blend
+
+
 def cross_fitted_blend(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, fit_temperature: bool = False) -> np.ndarray:
     """Out-of-fold blend: each fold's rows blended with weights fitted on the other folds.
 
     Its log loss is the honest figure; the in-sample blend loss is optimistic by construction.
     """
+    folds = np.asarray(folds)
     if len(np.unique(folds)) < 2:
         raise ValueError("cross-fitting needs at least two folds (see honest_blend_folds)")
-    out = np.zeros((len(y), 3))
-    for fold in np.unique(folds):
-        held = folds == fold
-        weights = fit_blend_weights([p[~held] for p in probs], y[~held], fit_temperature)
-        out[held] = apply_blend([p[held] for p in probs], weights)
-    return out
+    codes = np.unique(folds, return_inverse=True)[1]
+    result = cross_fit(lambda fold: WeightedBlend(fit_temperature), probability_frame(probs), y, codes, codes)
+    return result.oof

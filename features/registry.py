@@ -13,11 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+
 import pandas as pd
 import polars as pl
 
 from competition.atomic import write_atomic
+from competition.config import require
 from competition.errors import InputError
+from competition.folds import prompt_groups
 from features import consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
 from features.text import text_frame
 
@@ -58,6 +61,18 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
 DEFAULT_GROUPS: tuple[str, ...] = tuple(name for name, g in FEATURE_GROUPS.items() if g.default)
 
 
+@dataclass(frozen=True)
+class FeatureConfig:
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    cache_dir: str | None = "runs/cache/features"
+
+    def __post_init__(self) -> None:
+        require(len(self.groups) > 0, "groups", "must name at least one feature group")
+        require(len(set(self.groups)) == len(self.groups), "groups", "must not repeat a group")
+        unknown = [g for g in self.groups if g not in FEATURE_GROUPS]
+        require(not unknown, "groups", f"has unknown group {unknown[:1]} (known: {', '.join(FEATURE_GROUPS)})")
+
+
 def resolve_groups(names: tuple[str, ...] | list[str]) -> list[FeatureGroup]:
     unknown = [n for n in names if n not in FEATURE_GROUPS]
     if unknown:
@@ -87,6 +102,10 @@ def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cac
     group's version, so ablation and repeated CV skip the extraction.
     """
     selected = resolve_groups(groups)
+    if "model_names" in groups and "model_a" not in frame.columns:
+        raise InputError("feature group 'model_names' needs model_a/model_b columns; drop it for files without them")
+    if "group" not in frame.columns:
+        frame = frame.assign(group=prompt_groups(frame).to_numpy())
     tf = text_frame(frame)
     fingerprint = _fingerprint(tf) if cache_dir else ""
 
@@ -107,3 +126,21 @@ def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cac
     table = pl.concat(parts, how="horizontal").to_pandas().astype("float64")
     table.index = frame.index
     return table
+
+
+def feature_columns(columns, groups: tuple[str, ...] | list[str]) -> list[str] | None:
+    """The columns of `groups` among `columns` in their order, or None when some group has none there."""
+    wanted = set(groups)
+    found = [c for c in columns if "__" in c and group_of(c) in wanted]
+    return found if {group_of(c) for c in found} == wanted else None
+
+
+def attach_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """`frame` with the feature columns of `groups` added, computed over the whole frame at once.
+
+    Estimators that read features (LightGBM) take them from the frame when present, so a cross-fit loop
+    computes each group once per file instead of once per fold, with identical values.
+    """
+    table = build_features(frame, groups, cache_dir)
+    kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
+    return pd.concat([kept, table], axis=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from competition.config import require
+from competition.settings import run_directory
 from inference.backends import BackendSpec
 
 PLACEMENTS = ("balanced", "split")
@@ -14,6 +16,9 @@ PLACEMENTS = ("balanced", "split")
 class DataConfig:
     test: str = "data/sample/test.csv"
     max_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        require(self.max_rows is None or self.max_rows >= 1, "max_rows", "must be at least 1 (or unset)")
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,11 @@ class ModelConfig:
     # packed tokens per row; must match training. Unset: a fold model's own, else 1536 (or the model's
     # position limit when smaller)
     max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        require(self.backend in ("transformers", "vllm"), "backend", "must be transformers or vllm")
+        require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype", "must be auto, float32, bfloat16 or float16")
+        require(self.max_length is None or 8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576")
 
     def resolved_max_length(self) -> int:
         from inference.sources import default_max_length
@@ -39,11 +49,18 @@ class BatchConfig:
     shard_rows: int = 1024  # items per shard: the unit written to disk and skipped on a rerun
     sort: bool = True  # longest first; false keeps the file order (for comparisons only)
 
+    def __post_init__(self) -> None:
+        require(self.token_budget >= 1, "token_budget", "must be at least 1")
+        require(self.max_batch_rows >= 1 and self.shard_rows >= 1, "max_batch_rows", "and shard_rows must be at least 1")
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
     devices: str = "cpu"  # cpu | cpu:N | cuda | cuda:0,cuda:1 — one worker process per entry
     threads: int | None = None  # torch CPU threads per worker; default: cores / workers
+
+    def __post_init__(self) -> None:
+        require(self.threads is None or self.threads >= 1, "threads", "must be at least 1 (or unset)")
 
 
 @dataclass(frozen=True)
@@ -54,12 +71,15 @@ class SwapConfig:
     # half of the devices, swapped order on the other half (the winners' two-GPU layout).
     placement: str = "balanced"
 
+    def __post_init__(self) -> None:
+        require(self.placement in PLACEMENTS, "placement", f"must be one of {', '.join(PLACEMENTS)}")
+
 
 @dataclass(frozen=True)
 class InferenceConfig:
     name: str = "infer"
     runs_dir: str = "runs/inference"
-    out: str | None = None  # run directory; default runs_dir/name
+    out: str = ""  # run directory; empty: runs_dir/name
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     batching: BatchConfig = field(default_factory=BatchConfig)
@@ -68,7 +88,7 @@ class InferenceConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path(self.runs_dir) / self.name
+        return run_directory(self.out, self.runs_dir, self.name)
 
     def backend_spec(self) -> BackendSpec:
         m = self.model

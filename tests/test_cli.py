@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from competition.rundir import write_manifest
 from competition.submission import validate_submission
 from tests.conftest import make_arena_frame
 
@@ -44,13 +45,13 @@ def workdir(tmp_path):
 
 
 def test_cv_fit_predict_chain_on_test_without_labels_or_models(workdir):
-    common = ["--train", "train.csv", "--test", "test.csv", "--set", "features.cache_dir='cache'", *QUICK]
-    result = cli("cv", *common, "--out", "runs/a", cwd=workdir)
+    common = ["--train", "train.csv", "--set", "features.cache_dir='cache'", *QUICK]
+    result = cli("cv", *common, "--test", "test.csv", "--out", "runs/a", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert "out-of-fold" in result.stdout
     assert {"oof.parquet", "test.parquet", "config.toml", "cv_folds.csv"} <= {p.name for p in (workdir / "runs/a").iterdir()}
     assert cli("fit", *common, "--out", "runs/a", cwd=workdir).returncode == 0
-    result = cli("predict", "--model", "runs/a", "--test", "test.csv", "--out", "sub.csv", cwd=workdir)
+    result = cli("predict", "--model", "runs/a", "--test", "test.csv", "--submission", "sub.csv", cwd=workdir)
     assert result.returncode == 0, result.stderr
     sub = pd.read_csv(workdir / "sub.csv", dtype={"id": str})
     validate_submission(sub, pd.read_csv(workdir / "test.csv", dtype={"id": str})["id"])
@@ -64,19 +65,21 @@ def test_run_main_job_and_ablate_and_blend(workdir):
     other = cli("cv", *common, "--set", "name='other'", "--set", "lgbm.num_leaves=4", cwd=workdir)
     assert other.returncode == 0, other.stderr
     blend = cli(
-        "blend", "--runs", "runs/main", "runs/other", "--out", "runs/blend", "--set", "submissions_dir='subs'", cwd=workdir
+        "blend", "--runs", "runs/main", "runs/other", "--out", "runs/blend", "--submission", "subs/blend.csv", cwd=workdir
     )
     assert blend.returncode == 0, blend.stderr
     assert "cross-fitted" in blend.stdout and (workdir / "subs/blend.csv").exists()
     assert "group" in pd.read_parquet(workdir / "runs/main/oof.parquet").columns
     one_fold = pd.read_parquet(workdir / "runs/other/oof.parquet")
     one_fold[one_fold["fold"] == 0].to_parquet(workdir / "runs/other/oof.parquet", index=False)
-    blend = cli(
-        "blend", "--runs", "runs/main", "runs/other", "--out", "runs/blend1", "--set", "submissions_dir='subs'", cwd=workdir
-    )
+    argv = ("blend", "--runs", "runs/main", "runs/other", "--out", "runs/blend1", "--submission", "subs/blend1.csv")
+    refused = cli(*argv, cwd=workdir)  # a hand-edited run no longer matches its manifest
+    assert refused.returncode == 2 and "does not match the manifest" in refused.stderr and not (workdir / "runs/blend1").exists()
+    write_manifest(workdir / "runs/other", "cv")  # as a one-fold run (e.g. train-transformer --only-folds) would be
+    blend = cli(*argv, cwd=workdir)
     assert blend.returncode == 0, blend.stderr
     assert "prompt-grouped sub-folds" in blend.stdout
-    ablate = cli("ablate", *common, "--set", "name='main'", "--groups", "markdown", "refusal", cwd=workdir)
+    ablate = cli("ablate", *[a for a in common if a not in ("--test", "test.csv")], "--set", "name='main'", "--groups", "markdown", "refusal", cwd=workdir)
     assert ablate.returncode == 0, ablate.stderr
     table = pd.read_csv(workdir / "runs/main/ablation/ablation.csv")
     assert list(table["dropped"]) == ["(none)", "markdown", "refusal"]
@@ -112,7 +115,7 @@ def test_malformed_input_one_line_error_no_output(workdir, name):
         result = cli("cv", "--train", name, "--test", "test.csv", "--out", "runs/bad", cwd=workdir)
         assert not (workdir / "runs/bad").exists()
     else:
-        result = cli("predict", "--model", "runs/m", "--test", name, "--out", "out.csv", cwd=workdir)
+        result = cli("predict", "--model", "runs/m", "--test", name, "--submission", "out.csv", cwd=workdir)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

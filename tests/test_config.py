@@ -2,7 +2,7 @@ import pytest
 
 from competition.config import load_config, parse_override, save_config
 from competition.errors import InputError
-from competition.settings import SpineConfig
+from competition.cli.pipeline import SpineConfig
 
 
 def test_defaults_file_and_overrides(tmp_path):

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from competition.errors import InputError
 from competition.folds import assign_folds, normalise_prompt, prompt_groups
 from data.loader import load_arena_csv
 
@@ -31,5 +32,5 @@ def test_folds_are_seeded_and_work_without_labels():
     a = assign_folds(None, groups, 4, seed=1)
     assert np.array_equal(a, assign_folds(None, groups, 4, seed=1))
     assert not np.array_equal(a, assign_folds(None, groups, 4, seed=2))
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="distinct prompts"):
         assign_folds(None, groups[:6], 5, seed=0)

@@ -4,13 +4,13 @@ import pytest
 from competition.folds import prompt_groups
 from competition.labels import swap_labels, swap_probabilities
 from competition.metric import log_loss, prior_log_loss
-from competition.settings import LGBMConfig
 from data.loader import load_arena_csv
 from features.paired import swap_features
-from features.registry import build_features
-from models.lgbm import LGBMPreference
+from features.registry import FeatureConfig, build_features
+from models.lgbm import LGBMConfig, LGBMPreference
 
 FAST = LGBMConfig(max_rounds=60, early_stopping_rounds=10, min_data_in_leaf=5, num_threads=1)
+GROUPS = FeatureConfig(("lengths", "markdown"), cache_dir=None)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def data(tmp_path_factory):
 
 def test_predictions_are_symmetric_under_swap(data):
     X, y, groups = data
-    model = LGBMPreference(FAST).fit(X, y, groups)
+    model = LGBMPreference(FAST, GROUPS).fit(X, y, groups)
     direct = model.predict_proba(X)
     exchanged = model.predict_proba(swap_features(X))
     np.testing.assert_allclose(swap_probabilities(direct), exchanged, atol=1e-12)
@@ -34,21 +34,21 @@ def test_predictions_are_symmetric_under_swap(data):
 
 def test_without_swap_average_symmetry_is_not_forced(data):
     X, y, groups = data
-    model = LGBMPreference(LGBMConfig(**{**FAST.__dict__, "swap_augment": False, "swap_average": False})).fit(X, y, groups)
+    model = LGBMPreference(LGBMConfig(**{**FAST.__dict__, "swap_augment": False, "swap_average": False}), GROUPS).fit(X, y, groups)
     assert not np.allclose(swap_probabilities(model.predict_proba(X)), model.predict_proba(swap_features(X)))
 
 
 def test_learns_the_synthetic_signal(data):
     X, y, groups = data
     train, valid = groups != groups[0], groups == groups[0]
-    model = LGBMPreference(FAST).fit(X[train], y[train], groups[train])
+    model = LGBMPreference(FAST, GROUPS).fit(X[train], y[train], groups[train])
     assert log_loss(y, model.predict_proba(X)) < prior_log_loss(y) - 0.05
     assert model.predict_proba(X[valid]).shape == (int(valid.sum()), 3)
 
 
 def test_save_load_roundtrip(data, tmp_path):
     X, y, groups = data
-    model = LGBMPreference(FAST).fit(X, y, groups)
+    model = LGBMPreference(FAST, GROUPS).fit(X, y, groups)
     model.save(tmp_path)
     loaded = LGBMPreference.load(tmp_path)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

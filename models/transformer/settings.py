@@ -6,8 +6,11 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from competition.config import finite, require
 from competition.errors import InputError
-from competition.settings import CVConfig, DataConfig
+from competition.settings import CVConfig, DataConfig, run_directory
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,13 @@ class ModelConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     frozen_layers: int = 0  # the first N transformer layers get no updates (and no adapters)
     gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        require(8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576 tokens")
+        require(self.lora_r >= 1 and finite(self.lora_alpha) and self.lora_alpha > 0, "lora_r", "and lora_alpha must be positive")
+        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        require(self.frozen_layers >= 0, "frozen_layers", "must be >= 0")
 
     def resolved_path(self) -> str:
         """`model_path`, or the directory the named package ships; InputError when neither exists."""
@@ -61,12 +71,27 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda when present, else cpu
     num_threads: int = 2  # CPU threads for torch
 
+    def __post_init__(self) -> None:
+        require(finite(self.learning_rate) and 0 < self.learning_rate < 1, "learning_rate", "must be in (0, 1)")
+        require(finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        require(finite(self.epochs) and self.epochs > 0, "epochs", "must be > 0")
+        require(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size", "and grad_accum must be at least 1")
+        require(finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)")
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1 (or unset)")
+        require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
+        require(self.predict_tokens >= 1, "predict_tokens", "must be at least 1")
+        for name in ("max_train_rows", "max_valid_rows", "stop_after_steps"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, name, "must be at least 1 (or unset)")
+        require(all(f >= 0 for f in self.only_folds), "only_folds", "must hold fold numbers >= 0")
+        require(1 <= self.num_threads <= 1024, "num_threads", "must be at least 1")
+
 
 @dataclass(frozen=True)
 class TransformerRunConfig:
     name: str = "transformer/minilm"
     runs_dir: str = "runs"
-    out: str = ""  # explicit run directory; empty: runs_dir/name
+    out: str = ""  # run directory; empty: runs_dir/name
     data: DataConfig = field(default_factory=DataConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -74,4 +99,4 @@ class TransformerRunConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) if self.out else Path(self.runs_dir) / self.name
+        return run_directory(self.out, self.runs_dir, self.name)

@@ -1,0 +1,23 @@
+"""ablate: drop each feature group in turn and report Δ log loss."""
+
+from __future__ import annotations
+
+import argparse
+
+from competition.cli.ablation import check_ablation_outputs, run_ablation, write_ablation
+from competition.cli.flags import CONFIG, FOLDS, MAX_ROWS, NAME, OUT, SEED, SET, TRAIN, Flag, config_from_args
+from competition.cli.pipeline import SpineConfig
+from competition.report import console, print_table
+
+GROUPS = Flag("--groups", None, "only ablate these groups (default: every group in the config)", nargs="+")
+FLAGS = {"ablate": (CONFIG, TRAIN, OUT, NAME, FOLDS, SEED, MAX_ROWS, GROUPS, SET)}
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config_from_args(SpineConfig, args, FLAGS["ablate"])
+    check_ablation_outputs(cfg)
+    table = run_ablation(cfg, tuple(args.groups) if args.groups else None)
+    csv_path, png_path = write_ablation(cfg, table)
+    print_table(f"ablation over {cfg.cv.folds} grouped folds", table)
+    console.print(f"wrote {csv_path} and {png_path}")
+    return 0

@@ -1,0 +1,142 @@
+"""The spine's stages (cv, fit, predict) as importable functions over one `SpineConfig`.
+
+The CLI and the tests call these same functions. Each stage writes one unit (competition/rundir.py):
+`cv` the run directory's files, `fit` its `model/` folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.config import save_config
+from competition.crossfit import CrossFitResult, cross_fit, write_cross_fit
+from competition.errors import InputError
+from competition.folds import fold_table, prompt_groups
+from competition.rundir import MANIFEST_FILE, check_outputs, staged_unit
+from competition.settings import CVConfig, DataConfig, run_directory
+from data.loader import append_extra, load_arena_csv
+from features.registry import FeatureConfig, attach_features
+from models.lgbm import LGBMConfig, LGBMPreference
+from models.registry import MODEL_KIND, load_model
+
+MODEL_DIR = "model"
+
+
+@dataclass(frozen=True)
+class SpineConfig:
+    name: str = "lgbm_base"
+    runs_dir: str = "runs"
+    out: str = ""  # run directory; empty: runs_dir/name
+    submissions_dir: str = "submissions"
+    submission: str = ""  # predict/run: the submission CSV; empty: submissions_dir/<name>.csv
+    data: DataConfig = field(default_factory=DataConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    lgbm: LGBMConfig = field(default_factory=LGBMConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return run_directory(self.out, self.runs_dir, self.name)
+
+    @property
+    def submission_path(self) -> Path:
+        return Path(self.submission) if self.submission else run_directory("", self.submissions_dir, f"{self.name}.csv")
+
+    def inputs(self) -> list[str | None]:
+        return [self.data.train, self.data.test, self.data.extra]
+
+
+def load_train(data: DataConfig) -> pd.DataFrame:
+    """The training rows (extra rows appended without duplicates), each with its prompt group."""
+    frame = load_arena_csv(data.train, require_labels=True, max_rows=data.max_rows)
+    if data.extra:
+        frame = append_extra(frame, load_arena_csv(data.extra, require_labels=True, max_rows=data.max_rows))
+    frame["group"] = prompt_groups(frame).to_numpy()
+    return frame
+
+
+def load_test(path: str | Path | None, max_rows: int | None = None) -> pd.DataFrame | None:
+    if not path:
+        return None
+    frame = load_arena_csv(path, require_labels=False, max_rows=max_rows)
+    frame["group"] = prompt_groups(frame).to_numpy()
+    return frame
+
+
+def train_folds(train: pd.DataFrame, cv: CVConfig) -> np.ndarray:
+    """The fold of every training row, from the fold table (written once, read by every stage)."""
+    table = fold_table(train["id"], train["group"], train["label"].to_numpy(), cv.folds, cv.seed, cv.fold_dir)
+    return table["fold"].to_numpy()
+
+
+@dataclass
+class CVRun:
+    result: CrossFitResult
+    importance: pd.Series
+    run_dir: Path
+    seconds: float
+
+
+def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
+    """Grouped K-fold through the cross-fit loop: OOF predictions, per-fold scores, fold-averaged test predictions."""
+    start = time.perf_counter()
+    if write:
+        check_outputs([cfg.run_dir], cfg.inputs())
+    train = load_train(cfg.data)
+    folds = train_folds(train, cfg.cv)
+    test = load_test(cfg.data.test, cfg.data.max_rows)
+    frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
+    test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
+    result = cross_fit(
+        lambda fold: LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed + fold),
+        frame,
+        train["label"].to_numpy(),
+        folds,
+        train["group"].to_numpy(),
+        test_frame,
+        inspect=lambda fold, model: model.feature_importance(),
+        description="cv folds",
+    )
+    importance = pd.concat(list(result.extras.values()), axis=1).mean(axis=1).sort_values(ascending=False)
+    if write:
+        with staged_unit(cfg.run_dir, "cv", {"rows": len(train)}) as staging:
+            save_config(cfg, staging / "config.toml")
+            write_cross_fit(staging, result)
+            importance.rename("gain").to_csv(staging / "importance.csv")
+    return CVRun(result, importance, cfg.run_dir, time.perf_counter() - start)
+
+
+def fit(cfg: SpineConfig) -> Path:
+    """Trains on every training row and saves the model (with the config that built it) as one unit."""
+    model_dir = cfg.run_dir / MODEL_DIR
+    check_outputs([model_dir], cfg.inputs())
+    train = load_train(cfg.data)
+    model = LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed).fit(train, train["label"].to_numpy(), train["group"].to_numpy())
+    with staged_unit(model_dir, MODEL_KIND, {"rows": len(train)}) as staging:
+        model.save(staging)
+        save_config(cfg, staging / "config.toml")
+    return model_dir
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A model folder, or a run directory holding one in `model/`."""
+    path = Path(path)
+    if (path / MANIFEST_FILE).exists() and (path / "estimator.json").exists():
+        return path
+    if (path / MODEL_DIR).is_dir():
+        return path / MODEL_DIR
+    raise InputError("no fitted model here (run `fit` first)", path)
+
+
+def predict(model_dir: str | Path, test_path: str | Path, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, probabilities) for a test file from any saved model family (LightGBM rebuilds its own features)."""
+    model = load_model(resolve_model_dir(model_dir))
+    test = load_test(test_path, max_rows)
+    if test is None:
+        raise InputError("predict needs a test file (--test)")
+    return test["id"].to_numpy(), model.predict_proba(test)

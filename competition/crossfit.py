@@ -1,0 +1,185 @@
+"""The one cross-fit loop: every out-of-fold figure in the project comes from here.
+
+Given an estimator factory, the rows, their labels, prompt groups and fold ids (from the fold table),
+it trains one estimator per fold on the other folds' rows only, predicts the fold's rows (and the test
+rows), and records per-fold facts. With a `FoldStore` each finished fold is committed to disk as a unit
+and skipped when the loop runs again, so a long run resumes fold by fold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.estimator import PreferenceEstimator
+from competition.metric import score_report
+from competition.predictions import OOF_FILE, TEST_FILE, load_predictions, probabilities_for, save_predictions
+from competition.progress import progress
+from competition.rundir import read_manifest, staged_unit
+
+log = logging.getLogger(__name__)
+
+FACTS_FILE = "fold_facts.json"
+MODEL_DIR = "model"
+FOLD_KIND = "fold"
+
+
+@dataclass
+class CrossFitResult:
+    ids: np.ndarray
+    y: np.ndarray
+    folds: np.ndarray
+    groups: np.ndarray
+    oof: np.ndarray  # (n, 3); rows of folds not scored hold NaN
+    scored: np.ndarray  # bool per row: predicted out of fold in this result
+    fold_scores: pd.DataFrame  # one row per scored fold: facts and scores
+    test_ids: np.ndarray | None = None
+    test_probs: np.ndarray | None = None  # mean over the folds' models
+    stopped: bool = False  # a fold stopped early on purpose; run again to resume
+    seconds: float = 0.0
+    extras: dict = field(default_factory=dict)  # whatever `inspect` returned per fold
+
+    def summary(self) -> dict[str, float]:
+        y, oof = self.y[self.scored], self.oof[self.scored]
+        out = score_report(y, oof) | {"rows": float(len(y))}
+        losses = self.fold_scores["log_loss"] if len(self.fold_scores) else pd.Series(dtype=float)
+        out |= {"fold_mean": float(losses.mean()), "fold_std": float(losses.std(ddof=1)) if len(losses) > 1 else 0.0}
+        return out
+
+
+class FoldStore:
+    """Finished folds on disk: `<root>/fold<k>/` holding the fold's oof and test predictions, its facts and
+    (optionally) its model, each committed as a unit."""
+
+    def __init__(self, root: str | Path, save_models: bool = True):
+        self.root = Path(root)
+        self.save_models = save_models
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.root / f"fold{fold}"
+
+    def done(self, fold: int) -> bool:
+        return (self.fold_dir(fold) / "manifest.json").exists()
+
+    def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator) -> None:
+        with staged_unit(self.fold_dir(fold), FOLD_KIND, facts) as staging:
+            save_predictions(staging / OOF_FILE, ids, probs)
+            if test_probs is not None:
+                save_predictions(staging / TEST_FILE, test_ids, test_probs)
+            (staging / FACTS_FILE).write_text(json.dumps(facts, indent=1), encoding="utf-8")
+            if self.save_models:
+                with staged_unit(staging / MODEL_DIR, "model") as model_dir:
+                    estimator.save(model_dir)
+
+    def load(self, fold: int, ids, test_ids) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        directory = self.fold_dir(fold)
+        manifest = read_manifest(directory, FOLD_KIND)
+        probs = probabilities_for(load_predictions(directory / OOF_FILE), ids)
+        test = None
+        if test_ids is not None and (directory / TEST_FILE).exists():
+            test = probabilities_for(load_predictions(directory / TEST_FILE), test_ids)
+        return probs, test, dict(manifest.get("facts", {}))
+
+
+def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most `limit` of `rows`, drawn without replacement, kept in their original order."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+
+
+def cross_fit(
+    make_estimator: Callable[[int], PreferenceEstimator],
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    folds: np.ndarray,
+    groups: np.ndarray,
+    test: pd.DataFrame | None = None,
+    *,
+    only_folds: tuple[int, ...] | list[int] = (),
+    max_train_rows: int | None = None,
+    max_valid_rows: int | None = None,
+    subsample_seed: int = 0,
+    store: FoldStore | None = None,
+    inspect: Callable[[int, PreferenceEstimator], object] | None = None,
+    description: str = "folds",
+) -> CrossFitResult:
+    """Out-of-fold predictions of `make_estimator(fold)` fitted on the rows of every other fold.
+
+    `frame`, `y`, `folds`, `groups` are row-aligned; `test` (optional) is predicted by every fold's
+    model and averaged. `max_train_rows`/`max_valid_rows` subsample each fold (seeded per fold) for quick
+    CPU runs. `inspect(fold, estimator)` may return anything worth keeping from a fitted estimator
+    (e.g. feature importance); results land in `extras[fold]`.
+    """
+    start = time.perf_counter()
+    y, folds, groups = np.asarray(y), np.asarray(folds), np.asarray(groups)
+    ids = frame["id"].to_numpy().astype(str)
+    test_ids = None if test is None else test["id"].to_numpy().astype(str)
+    n_folds = int(folds.max()) + 1
+    chosen = list(only_folds) or list(range(n_folds))
+    oof = np.full((len(frame), 3), np.nan)
+    scored = np.zeros(len(frame), dtype=bool)
+    test_sum = None if test is None else np.zeros((len(test), 3))
+    test_count, rows, extras, stopped = 0, [], {}, False
+    for fold in progress(chosen, description):
+        fit_rows = subsample(np.flatnonzero(folds != fold), max_train_rows, subsample_seed + fold)
+        valid_rows = subsample(np.flatnonzero(folds == fold), max_valid_rows, subsample_seed + fold)
+        if store is not None and store.done(fold):
+            log.info("fold %d already finished in %s: skipped", fold, store.root)
+            probs, fold_test, facts = store.load(fold, ids[valid_rows], test_ids)
+        else:
+            fold_start = time.perf_counter()
+            estimator = make_estimator(fold).fit(frame.iloc[fit_rows], y[fit_rows], groups[fit_rows])
+            if getattr(estimator, "stopped_", False):
+                stopped = True
+                break
+            probs = estimator.predict_proba(frame.iloc[valid_rows])
+            fold_test = None if test is None else estimator.predict_proba(test)
+            facts = {"fold": fold, "train_rows": len(fit_rows), "rows": len(valid_rows)}
+            facts |= dict(getattr(estimator, "fit_facts_", {})) | {"seconds": time.perf_counter() - fold_start}
+            if inspect is not None:
+                extras[fold] = inspect(fold, estimator)
+            if store is not None:
+                store.save(fold, ids[valid_rows], probs, test_ids, fold_test, facts, estimator)
+        oof[valid_rows] = probs
+        scored[valid_rows] = True
+        if fold_test is not None and test_sum is not None:
+            test_sum += fold_test
+            test_count += 1
+        rows.append({**facts, **score_report(y[valid_rows], probs)})
+    test_probs = test_sum / test_count if test_sum is not None and test_count else None
+    return CrossFitResult(
+        ids=ids,
+        y=y,
+        folds=folds,
+        groups=groups,
+        oof=oof,
+        scored=scored,
+        fold_scores=pd.DataFrame(rows),
+        test_ids=test_ids,
+        test_probs=test_probs,
+        stopped=stopped,
+        seconds=time.perf_counter() - start,
+        extras=extras,
+    )
+
+
+def write_cross_fit(directory: str | Path, result: CrossFitResult) -> None:
+    """The files a cross-fitted run leaves for the blender and reports: oof, test, per-fold and summary."""
+    directory = Path(directory)
+    s = result.scored
+    save_predictions(
+        directory / OOF_FILE, result.ids[s], result.oof[s], fold=result.folds[s], label=result.y[s], group=result.groups[s]
+    )
+    if result.test_probs is not None:
+        save_predictions(directory / TEST_FILE, result.test_ids, result.test_probs)
+    result.fold_scores.to_csv(directory / "cv_folds.csv", index=False)
+    (directory / "cv_summary.json").write_text(json.dumps(result.summary(), indent=1), encoding="utf-8")
+

@@ -1,0 +1,153 @@
+"""Run directories: written as a unit, described by a manifest, checked when read.
+
+A command stages its files in a temporary sibling folder and renames it into place, so a run directory
+is either the old one or the new one, never a mix. `manifest.json` names every file of the unit with its
+SHA-256; loading a run checks it, so a torn, truncated or hand-edited run is an error, not a crash.
+Sub-directories the new unit does not write (a model saved by `fit` beside the `cv` files, the folds of a
+resumable run) are carried over from the old directory.
+
+Outputs never overwrite inputs: `check_outputs` refuses an output path that is an input, inside an input
+folder, or a folder holding an input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from competition.errors import InputError
+
+MANIFEST_FILE = "manifest.json"
+FORMAT = "arena-preference-run/1"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unit_files(directory: Path) -> list[Path]:
+    """Files of the unit: everything below `directory` except nested units (they have their own manifest)."""
+    out = []
+    for path in sorted(directory.iterdir()):
+        if path.is_dir():
+            if not (path / MANIFEST_FILE).exists():
+                out += _unit_files(path)
+        elif path.name != MANIFEST_FILE and not path.name.endswith(".tmp"):
+            out.append(path)
+    return out
+
+
+def write_manifest(directory: str | Path, kind: str, facts: dict | None = None) -> Path:
+    """Names every file of the unit in `directory` with its hash; written last and atomically."""
+    directory = Path(directory)
+    files = {str(p.relative_to(directory)): file_digest(p) for p in _unit_files(directory)}
+    manifest = {"format": FORMAT, "kind": kind, "files": files, **({"facts": facts} if facts else {})}
+    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, directory / MANIFEST_FILE)
+    return directory / MANIFEST_FILE
+
+
+def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
+    """The manifest of a unit after checking every file it names; InputError when anything is off."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError("run directory not found", directory)
+    path = directory / MANIFEST_FILE
+    if not path.exists():
+        raise InputError(f"no {MANIFEST_FILE}: not a finished run (interrupted, or written by another version)", directory)
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        files = dict(manifest["files"])
+        if manifest.get("format") != FORMAT:
+            raise InputError(f"unsupported run format {manifest.get('format')!r} (this version reads {FORMAT})", path)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        raise InputError("unreadable manifest", path) from None
+    if kind is not None and manifest.get("kind") != kind:
+        raise InputError(f"this is a {manifest.get('kind')!r} run, not a {kind!r} run", directory)
+    for name, digest in files.items():
+        file = directory / name
+        if ".." in Path(name).parts or not file.is_file():
+            raise InputError(f"file {name!r} named by the manifest is missing", directory)
+        if file_digest(file) != digest:
+            raise InputError(f"file {name!r} does not match the manifest (changed or torn)", directory)
+    return manifest
+
+
+@contextmanager
+def staged_unit(target: str | Path, kind: str, facts: dict | None = None) -> Iterator[Path]:
+    """Yields an empty staging folder; on success writes its manifest and swaps it in for `target`.
+
+    On any error the staging folder is removed and `target` is left exactly as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
+    try:
+        yield staging
+        write_manifest(staging, kind, facts)
+        os.chmod(staging, 0o755)
+        swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Renames `staging` to `target`; sub-directories of the old `target` that staging lacks move across."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    if not target.is_dir():
+        raise InputError("output path exists and is not a directory", target)
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    os.replace(target, old / "run")
+    os.replace(staging, target)
+    for child in (old / "run").iterdir():
+        if child.is_dir() and not (target / child.name).exists():
+            os.replace(child, target / child.name)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def safe_name(text: str, limit: int = 60) -> str:
+    """A file-name-safe form of a name taken from data (a prompt id, a model name): never a path.
+
+    Characters outside [A-Za-z0-9._-] become '_', leading dots are dropped, and a short hash of the
+    original keeps distinct names distinct.
+    """
+    cleaned = _UNSAFE.sub("_", str(text)).lstrip(".")[:limit] or "x"
+    if cleaned == str(text):
+        return cleaned
+    return f"{cleaned}-{hashlib.sha1(str(text).encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_outputs(outputs: list[str | Path | None], inputs: list[str | Path | None]) -> None:
+    """InputError when an output would overwrite or sit inside an input, or would contain one."""
+    ins = [_resolved(p) for p in inputs if p]
+    for out in (o for o in outputs if o):
+        target = _resolved(out)
+        for source in ins:
+            if target == source:
+                raise InputError("output would overwrite an input (choose another output path)", out)
+            if source in target.parents:
+                raise InputError(f"output would be written inside the input {str(source)!r}", out)
+            if target in source.parents:
+                raise InputError(f"output folder holds the input {str(source)!r}, which a rerun would replace", out)
