@@ -18,10 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from competition.cli.pipeline import SpineConfig, run_cv  # noqa: E402
 from competition.config import load_config  # noqa: E402
 from competition.folds import prompt_groups  # noqa: E402
-from competition.pipeline import run_cv  # noqa: E402
-from competition.settings import SpineConfig  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
 from features.registry import DEFAULT_GROUPS, build_features  # noqa: E402
 
@@ -62,11 +61,11 @@ def main() -> None:
         "rows_per_s_including_csv_load": round(len(frame) / (cold_s + load_s)),
     }
     if args.cv:
-        cfg = load_config(
-            SpineConfig, None, [f"data.train={args.data!r}", "data.test=''", "features.cache_dir=''", "name='bench_cv'"]
-        )
-        result, cv_s, cv_cpu = timed(lambda: run_cv(cfg, write=False))
-        report.update(cv_wall_s=round(cv_s, 1), cv_cpu_s=round(cv_cpu, 1), cv_log_loss=round(result.summary["log_loss"], 4))
+        overrides = {"data": {"train": args.data, "test": ""}, "features": {"cache_dir": ""}, "name": "bench_cv"}
+        cfg = load_config(SpineConfig, None, [overrides])
+        run, cv_s, cv_cpu = timed(lambda: run_cv(cfg, write=False))
+        log_loss = run.result.summary()["log_loss"]
+        report.update(cv_wall_s=round(cv_s, 1), cv_cpu_s=round(cv_cpu, 1), cv_log_loss=round(log_loss, 4))
     print(json.dumps(report, indent=1))
 
 

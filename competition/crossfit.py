@@ -182,4 +182,3 @@ def write_cross_fit(directory: str | Path, result: CrossFitResult) -> None:
         save_predictions(directory / TEST_FILE, result.test_ids, result.test_probs)
     result.fold_scores.to_csv(directory / "cv_folds.csv", index=False)
     (directory / "cv_summary.json").write_text(json.dumps(result.summary(), indent=1), encoding="utf-8")
-

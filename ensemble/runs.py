@@ -55,7 +55,9 @@ def _test_predictions(run_dirs: list[Path]) -> tuple[np.ndarray | None, list[np.
     test_ids = frames[0]["id"].to_numpy()
     for frame, path in zip(frames[1:], paths[1:], strict=True):
         if set(frame["id"]) != set(test_ids):
-            raise InputError(f"test ids differ from {paths[0]} ({len(frame)} vs {len(test_ids)} rows): not the same test file", path)
+            raise InputError(
+                f"test ids differ from {paths[0]} ({len(frame)} vs {len(test_ids)} rows): not the same test file", path
+            )
     return test_ids, [probabilities_for(frame, test_ids) for frame in frames]
 
 

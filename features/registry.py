@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-
 import pandas as pd
 import polars as pl
 
@@ -135,7 +134,9 @@ def feature_columns(columns, groups: tuple[str, ...] | list[str]) -> list[str] |
     return found if {group_of(c) for c in found} == wanted else None
 
 
-def attach_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None) -> pd.DataFrame:
+def attach_features(
+    frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None
+) -> pd.DataFrame:
     """`frame` with the feature columns of `groups` added, computed over the whole frame at once.
 
     Estimators that read features (LightGBM) take them from the frame when present, so a cross-fit loop

@@ -54,7 +54,9 @@ class LGBMConfig:
         require(finite(self.lambda_l2) and self.lambda_l2 >= 0, "lambda_l2", "must be >= 0")
         require(1 <= self.max_rounds <= 1_000_000, "max_rounds", "must be between 1 and 1000000")
         require(self.early_stopping_rounds >= 1, "early_stopping_rounds", "must be at least 1")
-        require(finite(self.early_stopping_share) and 0 <= self.early_stopping_share < 1, "early_stopping_share", "must be in [0, 1)")
+        require(
+            finite(self.early_stopping_share) and 0 <= self.early_stopping_share < 1, "early_stopping_share", "must be in [0, 1)"
+        )
         require(1 <= self.num_threads <= 1024, "num_threads", "must be at least 1")
 
 
@@ -165,7 +167,9 @@ class LGBMPreference:
             if meta.get("family") != FAMILY or meta.get("version") != META_VERSION:
                 raise InputError(f"not a LightGBM model of format {META_VERSION} (found {meta.get('family')!r})", directory)
             features = meta["features"]
-            model = cls(LGBMConfig(**meta["config"]), FeatureConfig(tuple(features["groups"]), features["cache_dir"]), meta["seed"])
+            model = cls(
+                LGBMConfig(**meta["config"]), FeatureConfig(tuple(features["groups"]), features["cache_dir"]), meta["seed"]
+            )
             model.columns_, model.n_rounds_ = list(meta["columns"]), int(meta["n_rounds"])
             model.booster_ = lgb.Booster(model_file=str(directory / BOOSTER_FILE))
         except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as err:

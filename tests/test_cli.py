@@ -79,7 +79,16 @@ def test_run_main_job_and_ablate_and_blend(workdir):
     blend = cli(*argv, cwd=workdir)
     assert blend.returncode == 0, blend.stderr
     assert "prompt-grouped sub-folds" in blend.stdout
-    ablate = cli("ablate", *[a for a in common if a not in ("--test", "test.csv")], "--set", "name='main'", "--groups", "markdown", "refusal", cwd=workdir)
+    ablate = cli(
+        "ablate",
+        *[a for a in common if a not in ("--test", "test.csv")],
+        "--set",
+        "name='main'",
+        "--groups",
+        "markdown",
+        "refusal",
+        cwd=workdir,
+    )
     assert ablate.returncode == 0, ablate.stderr
     table = pd.read_csv(workdir / "runs/main/ablation/ablation.csv")
     assert list(table["dropped"]) == ["(none)", "markdown", "refusal"]

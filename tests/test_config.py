@@ -1,8 +1,8 @@
 import pytest
 
+from competition.cli.pipeline import SpineConfig
 from competition.config import load_config, parse_override, save_config
 from competition.errors import InputError
-from competition.cli.pipeline import SpineConfig
 
 
 def test_defaults_file_and_overrides(tmp_path):

@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as err:
         print(f"error: command {known.command!r} is unavailable ({err})", file=sys.stderr)
         return 2
-    args = parser.parse_args(rest)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return int(done.code or 0)
     args.command = known.command
     try:
         return int(module.main(args) or 0)
@@ -83,5 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         else:
             text = " ".join(str(err).split())[:300]
-            print(f"error: internal error in {known.command}: {type(err).__name__}: {text} (rerun with -v for details)", file=sys.stderr)
+            print(
+                f"error: internal error in {known.command}: {type(err).__name__}: {text} (rerun with -v for details)",
+                file=sys.stderr,
+            )
         return 1

@@ -18,7 +18,7 @@ FLAGS = {
         MAX_ROWS,
         Flag("--model-path", "model.path", "local model directory (config.json, tokenizer, weights) or a fold model"),
         Flag("--backend", "model.backend", "vllm needs requirements-vllm.txt and a GPU", choices=("transformers", "vllm")),
-        Flag("--dtype", "model.dtype", "auto | float32 | bfloat16 | float16"),
+        Flag("--dtype", "model.dtype", "compute dtype", choices=("auto", "float32", "bfloat16", "float16")),
         Flag("--max-length", "model.max_length", "packed tokens per row (must match training)", type=int),
         Flag("--token-budget", "batching.token_budget", "padded tokens per batch", type=int),
         Flag("--devices", "workers.devices", "cpu | cpu:N | cuda | cuda:0,cuda:1 (one worker process each)"),

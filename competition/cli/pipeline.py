@@ -116,7 +116,9 @@ def fit(cfg: SpineConfig) -> Path:
     model_dir = cfg.run_dir / MODEL_DIR
     check_outputs([model_dir], cfg.inputs())
     train = load_train(cfg.data)
-    model = LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed).fit(train, train["label"].to_numpy(), train["group"].to_numpy())
+    model = LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed).fit(
+        train, train["label"].to_numpy(), train["group"].to_numpy()
+    )
     with staged_unit(model_dir, MODEL_KIND, {"rows": len(train)}) as staging:
         model.save(staging)
         save_config(cfg, staging / "config.toml")

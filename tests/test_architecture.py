@@ -1,0 +1,144 @@
+"""The layers import one way, and every command honours exactly the flags it declares."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+from competition.cli import COMMANDS, command_parser
+from competition.cli.flags import config_from_args
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("competition", "data", "features", "models", "ensemble", "inference")
+# Lower layers never import higher ones; the CLI (top) is imported by nothing in the project.
+LAYER = {"competition": 0, "data": 1, "features": 2, "models": 3, "ensemble": 4, "inference": 4, "competition.cli": 5}
+
+
+def layer_of(module: str) -> tuple[str, int]:
+    if module == "competition.__main__" or module == "competition.cli" or module.startswith("competition.cli."):
+        return "competition.cli", LAYER["competition.cli"]
+    top = module.split(".")[0]
+    return top, LAYER[top]
+
+
+def project_modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(p for p in parts if p != "__init__")] = path
+    return out
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every project module named by an import anywhere in the file (function-level imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] in PACKAGES}
+
+
+def upward_imports() -> list[str]:
+    wrong = []
+    for module, path in project_modules().items():
+        own_package, own_layer = layer_of(module)
+        for target in imports_of(path):
+            package, layer = layer_of(target)
+            if layer > own_layer or (layer == own_layer and package != own_package):
+                wrong.append(f"{module} imports {target}")
+    return wrong
+
+
+def test_no_module_imports_a_higher_layer_or_the_cli():
+    assert upward_imports() == []
+
+
+def test_the_import_check_catches_an_upward_import(tmp_path, monkeypatch):
+    planted = ROOT / "features" / "_planted_upward_import.py"
+    planted.write_text("from models.lgbm import LGBMPreference\n", encoding="utf-8")
+    try:
+        assert "features._planted_upward_import imports models.lgbm" in upward_imports()
+    finally:
+        planted.unlink()
+
+
+def test_contracts_import_nothing_else_of_the_project():
+    for module, path in project_modules().items():
+        if layer_of(module)[1] == 0:
+            assert all(t.startswith("competition.") and layer_of(t)[1] == 0 for t in imports_of(path)), module
+
+
+def config_class(command: str):
+    paths = {
+        "competition.cli.spine": "competition.cli.pipeline:SpineConfig",
+        "competition.cli.ablate": "competition.cli.pipeline:SpineConfig",
+        "competition.cli.blend": "ensemble.settings:BlendConfig",
+        "competition.cli.transformer": "models.transformer.settings:TransformerRunConfig",
+        "competition.cli.infer": "inference.config:InferenceConfig",
+        "competition.cli.leaderboard": {
+            "leaderboard": "models.leaderboard.settings:LeaderboardConfig",
+            "prompt-leaderboard": "models.leaderboard.settings:PromptLeaderboardConfig",
+        },
+        "competition.cli.route": "models.routing.settings:RoutingConfig",
+    }[COMMANDS[command][0]]
+    path = paths[command] if isinstance(paths, dict) else paths
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def sample_value(flag):
+    if flag.action == "store_true":
+        return True, []
+    if flag.choices:
+        return flag.choices[-1], [flag.choices[-1]]
+    if flag.type is int:
+        return 16, ["16"]
+    if flag.nargs == "+":
+        return ("x1", "x2"), ["x1", "x2"]
+    return "some/where.csv", ["some/where.csv"]
+
+
+def field_value(cfg, field: str):
+    for part in field.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_declared_flag_sets_its_config_field(command):
+    parser, module = command_parser(command)
+    cls = config_class(command)
+    for flag in module.FLAGS[command]:
+        if flag.field is None:
+            continue
+        expected, argv = sample_value(flag)
+        required = [f"{f.name}=x" for f in module.FLAGS[command] if f.required and f is not flag]
+        base = ["--runs", "r1"] if command == "blend" and flag.name != "--runs" else []
+        args = parser.parse_args([*required, *base, flag.name, *argv])
+        value = field_value(config_from_args(cls, args, module.FLAGS[command]), flag.field)
+        assert value == expected or (isinstance(value, tuple) and tuple(value) == tuple(expected)), (command, flag.name)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_help_lists_exactly_the_declared_flags(command):
+    parser, module = command_parser(command)
+    listed = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")} - {"--help"}
+    assert listed == {flag.name for flag in module.FLAGS[command]}
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"), [("fit", "--test"), ("predict", "--folds"), ("blend", "--folds"), ("infer", "--train")]
+)
+def test_a_flag_the_command_does_not_honour_is_an_error(command, flag, capsys):
+    from competition.cli import main
+
+    required = ["--model", "m"] if command == "predict" else []
+    assert main([command, *required, flag, "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognized arguments" in err
