@@ -20,7 +20,7 @@ class DataConfig:
     train: str = "data/sample/train.csv.xz"
     test: str = "data/sample/test.csv"
     extra: str | None = None  # labelled rows in the same format, appended to train without duplicates
-    max_rows: int | None = None  # quick runs: read only the first rows of each file
+    max_rows: int | None = None  # quick runs: only the first training rows (test files are always read whole)
 
     def __post_init__(self) -> None:
         require(self.max_rows is None or self.max_rows >= 1, "max_rows", "must be at least 1 (or unset for every row)")

@@ -49,7 +49,9 @@ TRAIN = Flag("--train", "data.train", "training CSV in the Kaggle format")
 TEST = Flag("--test", "data.test", "test CSV (id, prompt, response_a, response_b); '' for none")
 FOLDS = Flag("--folds", "cv.folds", "number of prompt-grouped folds", type=int)
 SEED = Flag("--seed", "cv.seed", "random seed of the folds", type=int)
-MAX_ROWS = Flag("--max-rows", "data.max_rows", "read only the first N rows of each file (quick runs)", type=int)
+MAX_ROWS = Flag(
+    "--max-rows", "data.max_rows", "read only the first N training rows (quick runs; test files are read whole)", type=int
+)
 
 
 def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:

@@ -60,10 +60,11 @@ def load_train(data: DataConfig) -> pd.DataFrame:
     return frame
 
 
-def load_test(path: str | Path | None, max_rows: int | None = None) -> pd.DataFrame | None:
+def load_test(path: str | Path | None) -> pd.DataFrame | None:
+    """The whole test file (never cut by max_rows: its predictions become submissions), with prompt groups."""
     if not path:
         return None
-    frame = load_arena_csv(path, require_labels=False, max_rows=max_rows)
+    frame = load_arena_csv(path, require_labels=False)
     frame["group"] = prompt_groups(frame).to_numpy()
     return frame
 
@@ -89,7 +90,7 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
         check_outputs([cfg.run_dir], cfg.inputs())
     train = load_train(cfg.data)
     folds = train_folds(train, cfg.cv)
-    test = load_test(cfg.data.test, cfg.data.max_rows)
+    test = load_test(cfg.data.test)
     frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
     test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
     result = cross_fit(
@@ -135,10 +136,10 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise InputError("no fitted model here (run `fit` first)", path)
 
 
-def predict(model_dir: str | Path, test_path: str | Path, max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(model_dir: str | Path, test_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probabilities) for a test file from any saved model family (LightGBM rebuilds its own features)."""
     model = load_model(resolve_model_dir(model_dir))
-    test = load_test(test_path, max_rows)
+    test = load_test(test_path)
     if test is None:
         raise InputError("predict needs a test file (--test)")
     return test["id"].to_numpy(), model.predict_proba(test)

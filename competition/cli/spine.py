@@ -18,7 +18,7 @@ TRAINING = (CONFIG, TRAIN, TEST, OUT, NAME, FOLDS, SEED, MAX_ROWS, SET)
 FLAGS = {
     "cv": TRAINING,
     "fit": (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, SET),
-    "predict": (CONFIG, MODEL, TEST, SUBMISSION, NAME, MAX_ROWS, SET),
+    "predict": (CONFIG, MODEL, TEST, SUBMISSION, NAME, SET),
     "run": (*TRAINING[:-1], SUBMISSION, SET),
 }
 
@@ -48,7 +48,7 @@ def _mean_probs(probs) -> dict[str, float]:
 def predict_and_submit(cfg: pipeline.SpineConfig, model_dir) -> tuple:
     path = cfg.submission_path
     check_outputs([path], [cfg.data.test, model_dir])
-    ids, probs = pipeline.predict(model_dir, cfg.data.test, cfg.data.max_rows)
+    ids, probs = pipeline.predict(model_dir, cfg.data.test)
     return ids, probs, write_submission(path, ids, probs)
 
 

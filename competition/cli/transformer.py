@@ -38,7 +38,7 @@ def run_transformer_cv(cfg) -> CrossFitResult:
     cfg.model.resolved_path()  # a missing model directory or package fails here, before any data work
     train = load_train(cfg.data)
     folds = train_folds(train, cfg.cv)
-    test = load_test(cfg.data.test, cfg.data.max_rows)
+    test = load_test(cfg.data.test)
     store = FoldStore(cfg.run_dir / "folds")
     checkpoints = cfg.run_dir / "checkpoints"
     common = dict(
