@@ -37,6 +37,24 @@ class CVConfig:
         require(2 <= self.folds <= MAX_FOLDS, "folds", f"must be between 2 and {MAX_FOLDS}")
 
 
+@dataclass(frozen=True)
+class RunLocation:
+    """Where a stage's run goes; every stage config starts with these fields (and may change their defaults)."""
+
+    name: str = "run"
+    runs_dir: str = "runs"
+    out: str = ""  # the run directory (`--out`); empty: runs_dir/name
+
+    @property
+    def run_dir(self) -> Path:
+        return run_directory(self.out, self.runs_dir, self.name)
+
+
+def submission_file(submission: str, submissions_dir: str, name: str) -> Path:
+    """The submission CSV: `submission` when given, else submissions_dir/<name>.csv."""
+    return Path(submission) if submission else run_directory("", submissions_dir, f"{name}.csv")
+
+
 def run_directory(out: str | None, runs_dir: str, name: str) -> Path:
     """Where a run writes: `out` when given (the `--out` flag of every command), else runs_dir/name."""
     if out:

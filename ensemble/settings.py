@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from competition.config import require
-from competition.settings import run_directory
+from competition.settings import RunLocation, submission_file
 
 
 @dataclass(frozen=True)
-class BlendConfig:
+class BlendConfig(RunLocation):
     name: str = "blend"
-    runs_dir: str = "runs"
-    out: str = ""  # run directory; empty: runs_dir/name
     submissions_dir: str = "submissions"
     submission: str = ""  # the blended submission CSV; empty: submissions_dir/<name>.csv
     runs: tuple[str, ...] = ()  # run directories holding oof.parquet (and test.parquet)
@@ -23,9 +21,5 @@ class BlendConfig:
         require(len(self.runs) >= 1, "runs", "must name at least one run directory (--runs)")
 
     @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, self.runs_dir, self.name)
-
-    @property
     def submission_path(self) -> Path:
-        return Path(self.submission) if self.submission else run_directory("", self.submissions_dir, f"{self.name}.csv")
+        return submission_file(self.submission, self.submissions_dir, self.name)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from competition.config import require
-from competition.settings import run_directory
+from competition.settings import RunLocation
 from inference.backends import BackendSpec
 
 PLACEMENTS = ("balanced", "split")
@@ -76,19 +75,14 @@ class SwapConfig:
 
 
 @dataclass(frozen=True)
-class InferenceConfig:
+class InferenceConfig(RunLocation):
     name: str = "infer"
     runs_dir: str = "runs/inference"
-    out: str = ""  # run directory; empty: runs_dir/name
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     batching: BatchConfig = field(default_factory=BatchConfig)
     workers: WorkerConfig = field(default_factory=WorkerConfig)
     swap: SwapConfig = field(default_factory=SwapConfig)
-
-    @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, self.runs_dir, self.name)
 
     def backend_spec(self) -> BackendSpec:
         m = self.model

@@ -18,7 +18,7 @@ from competition.crossfit import CrossFitResult, cross_fit, write_cross_fit
 from competition.errors import InputError
 from competition.folds import fold_table, prompt_groups
 from competition.rundir import MANIFEST_FILE, check_outputs, staged_unit
-from competition.settings import CVConfig, DataConfig, run_directory
+from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from data.loader import append_extra, load_arena_csv
 from features.registry import FeatureConfig, attach_features
 from models.lgbm import LGBMConfig, LGBMPreference
@@ -28,10 +28,8 @@ MODEL_DIR = "model"
 
 
 @dataclass(frozen=True)
-class SpineConfig:
+class SpineConfig(RunLocation):
     name: str = "lgbm_base"
-    runs_dir: str = "runs"
-    out: str = ""  # run directory; empty: runs_dir/name
     submissions_dir: str = "submissions"
     submission: str = ""  # predict/run: the submission CSV; empty: submissions_dir/<name>.csv
     data: DataConfig = field(default_factory=DataConfig)
@@ -40,12 +38,8 @@ class SpineConfig:
     lgbm: LGBMConfig = field(default_factory=LGBMConfig)
 
     @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, self.runs_dir, self.name)
-
-    @property
     def submission_path(self) -> Path:
-        return Path(self.submission) if self.submission else run_directory("", self.submissions_dir, f"{self.name}.csv")
+        return submission_file(self.submission, self.submissions_dir, self.name)
 
     def inputs(self) -> list[str | None]:
         return [self.data.train, self.data.test, self.data.extra]

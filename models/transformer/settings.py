@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from competition.config import finite, require
 from competition.errors import InputError
-from competition.settings import CVConfig, DataConfig, run_directory
+from competition.settings import CVConfig, DataConfig, RunLocation
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -88,15 +87,9 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TransformerRunConfig:
+class TransformerRunConfig(RunLocation):
     name: str = "transformer/minilm"
-    runs_dir: str = "runs"
-    out: str = ""  # run directory; empty: runs_dir/name
     data: DataConfig = field(default_factory=DataConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, self.runs_dir, self.name)
