@@ -45,12 +45,16 @@ class CrossFitResult:
     stopped: bool = False  # a fold stopped early on purpose; run again to resume
     seconds: float = 0.0
     extras: dict = field(default_factory=dict)  # whatever `inspect` returned per fold
+    view_oof: dict[str, np.ndarray] = field(default_factory=dict)  # out-of-fold predictions of each scoring view
 
     def summary(self) -> dict[str, float]:
         y, oof = self.y[self.scored], self.oof[self.scored]
         out = score_report(y, oof) | {"rows": float(len(y))}
         losses = self.fold_scores["log_loss"] if len(self.fold_scores) else pd.Series(dtype=float)
         out |= {"fold_mean": float(losses.mean()), "fold_std": float(losses.std(ddof=1)) if len(losses) > 1 else 0.0}
+        for view, probs in self.view_oof.items():
+            out[f"log_loss_{view}"] = score_report(y, probs[self.scored])["log_loss"]
+            out[f"fold_mean_{view}"] = float(self.fold_scores[f"log_loss_{view}"].mean())
         return out
 
 
@@ -109,6 +113,7 @@ def cross_fit(
     subsample_seed: int = 0,
     store: FoldStore | None = None,
     inspect: Callable[[int, PreferenceEstimator], object] | None = None,
+    views: dict[str, pd.DataFrame] | None = None,
     description: str = "folds",
 ) -> CrossFitResult:
     """Out-of-fold predictions of `make_estimator(fold)` fitted on the rows of every other fold.
@@ -116,8 +121,13 @@ def cross_fit(
     `frame`, `y`, `folds`, `groups` are row-aligned; `test` (optional) is predicted by every fold's
     model and averaged. `max_train_rows`/`max_valid_rows` subsample each fold (seeded per fold) for quick
     CPU runs. `inspect(fold, estimator)` may return anything worth keeping from a fitted estimator
-    (e.g. feature importance); results land in `extras[fold]`.
+    (e.g. feature importance); results land in `extras[fold]`. `views` are other versions of the same rows
+    (same order), used only to score the fold's rows: e.g. "alone", each row's features computed as if its
+    file held no other answer to its prompt. Views are not stored in a `FoldStore`.
     """
+    views = views or {}
+    if views and store is not None:
+        raise ValueError("scoring views are not kept in a fold store")
     start = time.perf_counter()
     y, folds, groups = np.asarray(y), np.asarray(folds), np.asarray(groups)
     ids = frame["id"].to_numpy().astype(str)
@@ -128,6 +138,7 @@ def cross_fit(
     scored = np.zeros(len(frame), dtype=bool)
     test_sum = None if test is None else np.zeros((len(test), 3))
     test_count, rows, extras, stopped = 0, [], {}, False
+    view_oof = {name: np.full((len(frame), 3), np.nan) for name in views}
     for fold in progress(chosen, description):
         fit_rows = subsample(np.flatnonzero(folds != fold), max_train_rows, subsample_seed + fold)
         valid_rows = subsample(np.flatnonzero(folds == fold), max_valid_rows, subsample_seed + fold)
@@ -144,6 +155,9 @@ def cross_fit(
             fold_test = None if test is None else estimator.predict_proba(test)
             facts = {"fold": fold, "train_rows": len(fit_rows), "rows": len(valid_rows)}
             facts |= dict(getattr(estimator, "fit_facts_", {})) | {"seconds": time.perf_counter() - fold_start}
+            for name, view in views.items():
+                view_oof[name][valid_rows] = estimator.predict_proba(view.iloc[valid_rows])
+                facts[f"log_loss_{name}"] = score_report(y[valid_rows], view_oof[name][valid_rows])["log_loss"]
             if inspect is not None:
                 extras[fold] = inspect(fold, estimator)
             if store is not None:
@@ -168,6 +182,7 @@ def cross_fit(
         stopped=stopped,
         seconds=time.perf_counter() - start,
         extras=extras,
+        view_oof=view_oof,
     )
 
 
@@ -178,6 +193,8 @@ def write_cross_fit(directory: str | Path, result: CrossFitResult) -> None:
     save_predictions(
         directory / OOF_FILE, result.ids[s], result.oof[s], fold=result.folds[s], label=result.y[s], group=result.groups[s]
     )
+    for view, probs in result.view_oof.items():
+        save_predictions(directory / f"oof_{view}.parquet", result.ids[s], probs[s], fold=result.folds[s], label=result.y[s])
     if result.test_probs is not None:
         save_predictions(directory / TEST_FILE, result.test_ids, result.test_probs)
     result.fold_scores.to_csv(directory / "cv_folds.csv", index=False)

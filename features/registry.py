@@ -145,3 +145,17 @@ def attach_features(
     table = build_features(frame, groups, cache_dir)
     kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
     return pd.concat([kept, table], axis=1)
+
+
+def attach_features_alone(
+    frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None
+) -> pd.DataFrame:
+    """`frame` with feature columns computed as if each row were the only answer pair to its prompt in its file.
+
+    Groups that look across a file's answers to one prompt (consensus) then see just the row's own two
+    answers, as on a Kaggle test file where most prompts appear once: the "alone" scoring mode.
+    """
+    alone = frame.assign(group=frame["id"].astype(str).to_numpy())
+    table = build_features(alone, groups, cache_dir)
+    kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
+    return pd.concat([kept, table], axis=1)

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from competition.cli.pipeline import SpineConfig, load_train, train_folds  # noqa: E402
@@ -21,12 +22,13 @@ from competition.crossfit import cross_fit  # noqa: E402
 from competition.errors import InputError  # noqa: E402
 from competition.metric import log_loss  # noqa: E402
 from competition.rundir import check_outputs, staged_unit  # noqa: E402
-from features.registry import attach_features  # noqa: E402
+from features.registry import attach_features, attach_features_alone  # noqa: E402
 from models.lgbm import LGBMPreference  # noqa: E402
 
 
 def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """One row per dropped group: Δ log loss (positive = the group helps), mean ± std over folds."""
+    """One row per dropped group: Δ log loss (positive = the group helps), mean ± std over folds, scored both
+    ways: the whole file, and each validation row alone (as if its file held no other answer to its prompt)."""
     unknown = [g for g in groups or () if g not in cfg.features.groups]
     if unknown:
         raise InputError(f"--groups names {unknown[0]!r}, which is not among the configured groups {list(cfg.features.groups)}")
@@ -34,42 +36,55 @@ def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.
     y, prompt_groups = train["label"].to_numpy(), train["group"].to_numpy()
     folds = train_folds(train, cfg.cv)
     frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
+    alone = attach_features_alone(train, cfg.features.groups, cfg.features.cache_dir)
 
-    def fold_losses(kept: tuple[str, ...]):
+    def fold_losses(kept: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
         features = replace(cfg.features, groups=kept)
         result = cross_fit(
-            lambda fold: LGBMPreference(cfg.lgbm, features, seed=cfg.cv.seed + fold), frame, y, folds, prompt_groups
+            lambda fold: LGBMPreference(cfg.lgbm, features, seed=cfg.cv.seed + fold),
+            frame,
+            y,
+            folds,
+            prompt_groups,
+            views={"alone": alone},
         )
-        return result.fold_scores["log_loss"].to_numpy(), log_loss(y, result.oof)
+        scores = result.fold_scores
+        return {
+            "": (scores["log_loss"].to_numpy(), log_loss(y, result.oof)),
+            "_alone": (scores["log_loss_alone"].to_numpy(), log_loss(y, result.view_oof["alone"])),
+        }
 
-    full_folds, full_pooled = fold_losses(cfg.features.groups)
-    rows = [{"dropped": "(none)", "log_loss": full_pooled, "delta_mean": 0.0, "delta_std": 0.0, "folds_worse": 0}]
+    full = fold_losses(cfg.features.groups)
+    rows = [{"dropped": "(none)"} | {f"log_loss{m}": full[m][1] for m in full}]
     for group in groups or cfg.features.groups:
         kept = tuple(g for g in cfg.features.groups if g != group)
         if not kept:
             continue
-        dropped_folds, pooled = fold_losses(kept)
-        delta = dropped_folds - full_folds
-        rows.append(
-            {
-                "dropped": group,
-                "log_loss": pooled,
-                "delta_mean": float(delta.mean()),
-                "delta_std": float(delta.std(ddof=1)),
-                "folds_worse": int((delta > 0).sum()),
+        dropped = fold_losses(kept)
+        row = {"dropped": group}
+        for mode, (fold_loss, pooled) in dropped.items():
+            delta = fold_loss - full[mode][0]
+            row |= {
+                f"log_loss{mode}": pooled,
+                f"delta_mean{mode}": float(delta.mean()),
+                f"delta_std{mode}": float(delta.std(ddof=1)),
+                f"folds_worse{mode}": int((delta > 0).sum()),
             }
-        )
-    return pd.DataFrame(rows)
+        rows.append(row)
+    return pd.DataFrame(rows).fillna({c: 0.0 for c in ("delta_mean", "delta_std", "delta_mean_alone", "delta_std_alone")})
 
 
 def plot_ablation(table: pd.DataFrame, path: str | Path) -> Path:
     data = table[table["dropped"] != "(none)"].sort_values("delta_mean")
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(data) + 1.5))
-    colors = ["#2a9d8f" if d > 0 else "#e76f51" for d in data["delta_mean"]]
-    ax.barh(data["dropped"], data["delta_mean"], xerr=data["delta_std"], color=colors, capsize=3)
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("Δ out-of-fold log loss when the group is dropped (mean ± std over folds; > 0: the group helps)")
-    ax.set_title("Feature-group ablation")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(data) + 1.8), sharey=True)
+    for ax, mode, title in ((axes[0], "", "whole file"), (axes[1], "_alone", "each row alone")):
+        deltas = data[f"delta_mean{mode}"]
+        colors = ["#2a9d8f" if d > 0 else "#e76f51" for d in deltas]
+        ax.barh(data["dropped"], deltas, xerr=data[f"delta_std{mode}"], color=colors, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"scored on the {title}")
+        ax.set_xlabel("Δ OOF log loss when dropped (> 0: the group helps)")
+    fig.suptitle("Feature-group ablation (mean ± std over folds)")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)

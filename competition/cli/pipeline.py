@@ -20,7 +20,7 @@ from competition.folds import fold_table, prompt_groups
 from competition.rundir import MANIFEST_FILE, check_outputs, staged_unit
 from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from data.loader import append_extra, load_arena_csv
-from features.registry import FeatureConfig, attach_features
+from features.registry import FeatureConfig, attach_features, attach_features_alone
 from models.lgbm import LGBMConfig, LGBMPreference
 from models.registry import MODEL_KIND, load_model
 
@@ -86,6 +86,7 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
     folds = train_folds(train, cfg.cv)
     test = load_test(cfg.data.test)
     frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
+    alone = attach_features_alone(train, cfg.features.groups, cfg.features.cache_dir)
     test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
     result = cross_fit(
         lambda fold: LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed + fold),
@@ -95,6 +96,7 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
         train["group"].to_numpy(),
         test_frame,
         inspect=lambda fold, model: model.feature_importance(),
+        views={"alone": alone},
         description="cv folds",
     )
     importance = pd.concat(list(result.extras.values()), axis=1).mean(axis=1).sort_values(ascending=False)

@@ -32,6 +32,7 @@ def report_cv(run: pipeline.CVRun, cfg: pipeline.SpineConfig) -> None:
         {
             "log loss (pooled)": s["log_loss"],
             "log loss (fold mean ± std)": f"{s['fold_mean']:.4f} ± {s['fold_std']:.4f}",
+            "log loss, each row alone in its file": s["log_loss_alone"],
             "accuracy": s["accuracy"],
             "prior log loss": s["prior_log_loss"],
             "skill (1 - loss/prior)": s["skill"],
@@ -79,6 +80,7 @@ def run_main_job(cfg: pipeline.SpineConfig) -> int:
         "run",
         {
             "out-of-fold log loss": run.result.summary()["log_loss"],
+            "out-of-fold log loss, alone": run.result.summary()["log_loss_alone"],
             "skill": run.result.summary()["skill"],
             "model": str(model_dir),
             "submission": str(path),
