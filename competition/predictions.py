@@ -13,7 +13,7 @@ import pandas as pd
 
 from competition.atomic import write_atomic
 from competition.errors import InputError
-from competition.labels import LABEL_COLUMNS, as_probabilities
+from competition.labels import LABEL_COLUMNS, N_CLASSES, as_probabilities
 
 OOF_FILE = "oof.parquet"
 TEST_FILE = "test.parquet"
@@ -56,7 +56,19 @@ def load_predictions(path: str | Path) -> pd.DataFrame:
     off = np.flatnonzero(np.abs(probs.sum(axis=1) - 1) > 1e-6)
     if len(off):
         raise InputError(f"probabilities sum to {probs[off[0]].sum():.6f}, not 1", path, int(off[0]) + 1)
+    _check_class_column(frame, path, "label", lambda v: np.isin(v, np.arange(N_CLASSES)), "a class id 0, 1 or 2")
+    _check_class_column(frame, path, "fold", lambda v: np.isfinite(v) & (v >= 0) & (v == np.round(v)), "a fold number >= 0")
     return frame
+
+
+def _check_class_column(frame: pd.DataFrame, path: Path, column: str, valid, what: str) -> None:
+    """An optional integer column (label, fold): every value must pass `valid`, else the first bad row is named."""
+    if column not in frame.columns:
+        return
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~valid(values))
+    if len(bad):
+        raise InputError(f"{frame[column].iloc[bad[0]]!r} is not {what}", path, int(bad[0]) + 1, column)
 
 
 def probabilities_for(frame: pd.DataFrame, ids) -> np.ndarray:

@@ -95,25 +95,48 @@ def staged_unit(target: str | Path, kind: str, facts: dict | None = None) -> Ite
     On any error the staging folder is removed and `target` is left exactly as it was.
     """
     target = Path(target)
+    check_run_target(target, kind)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
     try:
         yield staging
         write_manifest(staging, kind, facts)
         os.chmod(staging, 0o755)
-        swap_in(staging, target)
+        swap_in(staging, target, kind)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def swap_in(staging: Path, target: Path) -> None:
-    """Renames `staging` to `target`; sub-directories of the old `target` that staging lacks move across."""
+def check_run_target(target: str | Path, kind: str) -> None:
+    """A unit may replace only an absent or empty folder, or an earlier unit of the same kind: never a model
+    folder with `cv` files, nor a folder of the user's that is not a run."""
+    target = Path(target)
     if not target.exists():
-        os.replace(staging, target)
         return
     if not target.is_dir():
         raise InputError("output path exists and is not a directory", target)
+    manifest = target / MANIFEST_FILE
+    if manifest.exists():
+        try:
+            found = json.loads(manifest.read_text(encoding="utf-8")).get("kind")
+        except (OSError, ValueError, AttributeError):
+            found = None
+        if found != kind:
+            raise InputError(
+                f"output folder holds a {found!r} run; a {kind!r} run would replace it (choose another --out)", target
+            )
+        return
+    if any(p.is_file() for p in target.iterdir()):
+        raise InputError("output folder exists and is not a run directory of this project (choose another --out)", target)
+
+
+def swap_in(staging: Path, target: Path, kind: str) -> None:
+    """Renames `staging` to `target`; sub-directories of the old `target` that staging lacks move across."""
+    check_run_target(target, kind)
+    if not target.exists():
+        os.replace(staging, target)
+        return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
     os.replace(target, old / "run")
     os.replace(staging, target)
@@ -139,9 +162,14 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_outputs(outputs: list[str | Path | None], inputs: list[str | Path | None]) -> None:
-    """InputError when an output would overwrite or sit inside an input, or would contain one."""
+def check_outputs(
+    outputs: list[str | Path | None], inputs: list[str | Path | None], run_dir: str | Path | None = None, kind: str = ""
+) -> None:
+    """InputError when an output would overwrite or sit inside an input, or would contain one; with `run_dir`,
+    also when that folder is something a `kind` unit may not replace."""
     ins = [_resolved(p) for p in inputs if p]
+    if run_dir is not None:
+        outputs = [run_dir, *outputs]
     for out in (o for o in outputs if o):
         target = _resolved(out)
         for source in ins:
@@ -151,3 +179,5 @@ def check_outputs(outputs: list[str | Path | None], inputs: list[str | Path | No
                 raise InputError(f"output would be written inside the input {str(source)!r}", out)
             if target in source.parents:
                 raise InputError(f"output folder holds the input {str(source)!r}, which a rerun would replace", out)
+    if run_dir is not None:
+        check_run_target(run_dir, kind)

@@ -2,14 +2,17 @@
 
 Text columns hold JSON lists of turns. Each becomes a Python list of `str | None`:
 `null` items stay None, text that is not valid JSON is kept whole as one turn (and counted),
-lone surrogates become U+FFFD. Labels become one class id in `label` (a=0, b=1, tie=2).
+lone surrogates and bytes that are not UTF-8 become U+FFFD (counted in one warning).
+Labels become one class id in `label` (a=0, b=1, tie=2).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import lzma
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,20 @@ log = logging.getLogger(__name__)
 ID_COLUMN = "id"
 # pandas reads these compressed CSVs directly (by file name), as it does Kaggle's plain ones.
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zip", ".zst")
+# Byte-order marks of encodings pandas would read as garbage (UTF-32 before UTF-16: it starts with the same bytes).
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+# Bytes that are not UTF-8 (a latin-1 file, say) become U+FFFD and are counted, so the file gets one warning.
+_undecodable = threading.local()
+
+
+def _count_and_replace(err: UnicodeDecodeError) -> tuple[str, int]:
+    _undecodable.count = getattr(_undecodable, "count", 0) + (err.end - err.start)
+    return "\ufffd", err.end
+
+
+_COUNTING_REPLACE = "arena_count_replace"
+codecs.register_error(_COUNTING_REPLACE, _count_and_replace)
 
 
 @dataclass
@@ -83,23 +100,43 @@ def _parse_column(values: pd.Series, column: str, report: ParseReport) -> list[l
     return parsed
 
 
+def _check_plain_text(path: Path) -> None:
+    """A plain (uncompressed) CSV must be byte-oriented text: no wide encoding, no binary content."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except OSError as err:
+        raise InputError(f"cannot read the file ({err.strerror or type(err).__name__})", path) from None
+    for bom, encoding in _WIDE_BOMS:
+        if head.startswith(bom):
+            raise InputError(f"file is {encoding} encoded (save it as UTF-8)", path)
+    if b"\x00" in head:
+        # ASCII text in UTF-16 without a byte-order mark: every other byte is zero
+        if max(head[0::2].count(0), head[1::2].count(0)) > len(head) // 4:
+            raise InputError("file looks UTF-16 encoded (save it as UTF-8)", path)
+        raise InputError("not a CSV (binary content)", path)
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise InputError("file not found", path)
+    if path.is_dir():
+        raise InputError("is a directory, not a CSV file", path)
     if path.stat().st_size == 0:
         raise InputError("file is empty", path)
     if not path.name.endswith(COMPRESSED_SUFFIXES):
-        with path.open("rb") as handle:
-            if b"\x00" in handle.read(65536):
-                raise InputError("not a CSV (binary content)", path)
+        _check_plain_text(path)
+    _undecodable.count = 0
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding_errors="replace")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding_errors=_COUNTING_REPLACE)
     except pd.errors.EmptyDataError:
         raise InputError("file is empty", path) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as err:
         raise InputError(f"not a readable CSV ({str(err).splitlines()[0] if str(err) else type(err).__name__})", path) from None
     if len(frame) == 0:
         raise InputError("file has a header but no rows", path)
+    if _undecodable.count:
+        log.warning("%s: %d bytes are not valid UTF-8 (a latin-1 file?); each was replaced by U+FFFD", path, _undecodable.count)
     return frame
 
 

@@ -21,7 +21,7 @@ from competition.config import finite, require
 from competition.errors import InputError
 from competition.labels import N_CLASSES, as_probabilities, swap_labels, swap_probabilities
 from features.paired import swap_features
-from features.registry import FeatureConfig, build_features, categorical_columns, feature_columns, group_of
+from features.registry import FEATURE_GROUPS, FeatureConfig, build_features, categorical_columns, feature_columns, group_of
 
 FAMILY = "lgbm"
 BOOSTER_FILE = "booster.txt"
@@ -167,11 +167,17 @@ class LGBMPreference:
             if meta.get("family") != FAMILY or meta.get("version") != META_VERSION:
                 raise InputError(f"not a LightGBM model of format {META_VERSION} (found {meta.get('family')!r})", directory)
             features = meta["features"]
+            unknown = {group_of(c) for c in meta["columns"]} - set(FEATURE_GROUPS)
+            if unknown:
+                raise InputError(f"the model uses unknown feature group {sorted(unknown)[0]!r}", directory)
+            booster_text = (directory / BOOSTER_FILE).read_text(encoding="utf-8")
+            if "end of trees" not in booster_text:  # LightGBM crashes the process on a truncated model file
+                raise InputError(f"{BOOSTER_FILE} is incomplete (truncated?)", directory)
             model = cls(
                 LGBMConfig(**meta["config"]), FeatureConfig(tuple(features["groups"]), features["cache_dir"]), meta["seed"]
             )
             model.columns_, model.n_rounds_ = list(meta["columns"]), int(meta["n_rounds"])
-            model.booster_ = lgb.Booster(model_file=str(directory / BOOSTER_FILE))
+            model.booster_ = lgb.Booster(model_str=booster_text)
         except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as err:
             raise InputError(f"unreadable LightGBM model ({type(err).__name__})", directory) from None
         return model

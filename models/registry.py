@@ -64,4 +64,8 @@ def saved_family(directory: str | Path) -> str:
 def load_model(directory: str | Path) -> PreferenceEstimator:
     """Any saved model: the manifest is checked, then the family named in estimator.json loads it."""
     read_manifest(directory, MODEL_KIND)
-    return family(saved_family(directory)).estimator_class().load(directory)
+    cls = family(saved_family(directory)).estimator_class()
+    try:
+        return cls.load(directory)
+    except (KeyError, ValueError, TypeError, OSError) as err:
+        raise InputError(f"cannot load this {cls.__name__} ({type(err).__name__}: {err})", directory) from None

@@ -105,4 +105,4 @@ def write_ablation(cfg: SpineConfig, table: pd.DataFrame) -> tuple[Path, Path]:
 
 
 def check_ablation_outputs(cfg: SpineConfig) -> None:
-    check_outputs([ablation_dir(cfg)], cfg.inputs())
+    check_outputs(cfg.side_outputs(), cfg.inputs(), ablation_dir(cfg), "ablation")

@@ -30,7 +30,7 @@ FLAGS = {"blend": (CONFIG, RUNS, OUT, NAME, TEMPERATURE, SUBMISSION, SET)}
 
 def run_blend(cfg: BlendConfig) -> pd.DataFrame:
     """Fits the weights, writes the blend run (oof/test/weights/report) as one unit, returns the report."""
-    check_outputs([cfg.run_dir, cfg.submission_path], list(cfg.runs))
+    check_outputs([cfg.submission_path], list(cfg.runs), cfg.run_dir, "blend")
     runs = load_runs(list(cfg.runs))
     weights = fit_blend_weights(runs.oof, runs.y, cfg.temperature)
     blended = apply_blend(runs.oof, weights)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from competition.cli.flags import CONFIG, MAX_ROWS, NAME, OUT, SET, Flag, config_from_args
+from competition.errors import InputError
 from competition.rundir import check_outputs
 
 TEST = Flag("--test", "data.test", "CSV to score (id, prompt, response_a, response_b)")
@@ -42,7 +44,11 @@ def main(args: argparse.Namespace) -> int:
     from inference.workers import WorkerFailed
 
     cfg = config_from_args(InferenceConfig, args, FLAGS["infer"])
-    check_outputs([cfg.run_dir], [cfg.data.test, cfg.model.path])
+    if not cfg.model.path:
+        raise InputError("infer needs a model directory (--model-path)")
+    if not Path(cfg.model.path).is_dir():
+        raise InputError("model directory not found", cfg.model.path)
+    check_outputs([], [cfg.data.test, cfg.model.path], cfg.run_dir, "inference")
     try:
         stats = run(cfg, fresh=bool(args.fresh))
     except WorkerFailed as err:  # a crashed or killed worker: what happened and how to resume, one line

@@ -44,6 +44,10 @@ class SpineConfig(RunLocation):
     def inputs(self) -> list[str | None]:
         return [self.data.train, self.data.test, self.data.extra]
 
+    def side_outputs(self) -> list[str | None]:
+        """Folders every training stage may write besides its run: fold tables and the feature cache."""
+        return [self.cv.fold_dir, self.features.cache_dir]
+
 
 def load_train(data: DataConfig) -> pd.DataFrame:
     """The training rows (extra rows appended without duplicates), each with its prompt group."""
@@ -81,10 +85,10 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
     """Grouped K-fold through the cross-fit loop: OOF predictions, per-fold scores, fold-averaged test predictions."""
     start = time.perf_counter()
     if write:
-        check_outputs([cfg.run_dir], cfg.inputs())
+        check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, "cv")
     train = load_train(cfg.data)
-    folds = train_folds(train, cfg.cv)
     test = load_test(cfg.data.test)
+    folds = train_folds(train, cfg.cv)
     frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
     alone = attach_features_alone(train, cfg.features.groups, cfg.features.cache_dir)
     test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
@@ -111,7 +115,7 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
 def fit(cfg: SpineConfig) -> Path:
     """Trains on every training row and saves the model (with the config that built it) as one unit."""
     model_dir = cfg.run_dir / MODEL_DIR
-    check_outputs([model_dir], cfg.inputs())
+    check_outputs([cfg.features.cache_dir], cfg.inputs(), model_dir, MODEL_KIND)
     train = load_train(cfg.data)
     model = LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed).fit(
         train, train["label"].to_numpy(), train["group"].to_numpy()

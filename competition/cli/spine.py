@@ -69,7 +69,8 @@ def main(args: argparse.Namespace) -> int:
 
 def run_main_job(cfg: pipeline.SpineConfig) -> int:
     """The main job: cv on the training file, fit on all of it, predict the test file, one summary."""
-    check_outputs([cfg.run_dir, cfg.submission_path], cfg.inputs())
+    check_outputs([cfg.submission_path, *cfg.side_outputs()], cfg.inputs(), cfg.run_dir, "cv")
+    check_outputs([], cfg.inputs(), cfg.run_dir / pipeline.MODEL_DIR, "model")
     run = pipeline.run_cv(cfg)
     report_cv(run, cfg)
     model_dir = pipeline.fit(cfg)

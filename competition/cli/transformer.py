@@ -31,14 +31,15 @@ def run_transformer_cv(cfg) -> CrossFitResult:
     commits the combined files of every finished fold in the run directory."""
     from models.transformer.estimator import TransformerPreference
 
-    check_outputs([cfg.run_dir], [cfg.data.train, cfg.data.test, cfg.data.extra])
     bad = [f for f in cfg.train.only_folds if f >= cfg.cv.folds]
     if bad:
         raise InputError(f"train.only_folds has fold {bad[0]}, but there are {cfg.cv.folds} folds (0..{cfg.cv.folds - 1})")
-    cfg.model.resolved_path()  # a missing model directory or package fails here, before any data work
+    model_path = cfg.model.resolved_path()  # a missing model directory or package fails here, before any data work
+    inputs = [cfg.data.train, cfg.data.test, cfg.data.extra, model_path]
+    check_outputs([cfg.cv.fold_dir], inputs, cfg.run_dir, "transformer")
     train = load_train(cfg.data)
-    folds = train_folds(train, cfg.cv)
     test = load_test(cfg.data.test)
+    folds = train_folds(train, cfg.cv)
     store = FoldStore(cfg.run_dir / "folds")
     checkpoints = cfg.run_dir / "checkpoints"
     common = dict(

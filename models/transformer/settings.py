@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from competition.config import finite, require
 from competition.errors import InputError
@@ -37,6 +38,8 @@ class ModelConfig:
     def resolved_path(self) -> str:
         """`model_path`, or the directory the named package ships; InputError when neither exists."""
         if self.model_path:
+            if not Path(self.model_path).is_dir():
+                raise InputError("model directory not found (set model.model_path to a local folder)", self.model_path)
             return self.model_path
         if not self.model_package:
             raise InputError("set model.model_path to a local model directory (or model.model_package)")
