@@ -20,7 +20,7 @@ from competition.atomic import write_atomic
 from competition.config import require
 from competition.errors import InputError
 from competition.folds import prompt_groups
-from features import consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
+from features import author, consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
 from features.text import text_frame
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FeatureGroup:
+    """A computed group maps the text frame to columns (`compute`); a trained group (`trainer`) is a class
+    with fit(frame, y) / transform(frame) / state() / from_state(), fitted inside each fold (features/trained.py)."""
+
     name: str
-    compute: Callable[[pl.DataFrame], pl.DataFrame]
+    compute: Callable[[pl.DataFrame], pl.DataFrame] | None
     version: int
-    cost: str  # "cheap": a few regex passes; "moderate": word sets or joins over the batch
+    cost: str  # "cheap": a few regex passes; "moderate": word sets or joins over the batch; "trained": fitted per fold
     default: bool = True
     categorical: tuple[str, ...] = ()
+    trainer: type | None = None
 
 
 FEATURE_GROUPS: dict[str, FeatureGroup] = {
@@ -47,6 +51,7 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
         FeatureGroup("duplicates", overlap.duplicate_features, overlap.VERSION, "moderate"),
         FeatureGroup("similarity", overlap.similarity_features, overlap.VERSION, "moderate"),
         FeatureGroup("consensus", consensus.consensus_features, consensus.VERSION, "moderate"),
+        FeatureGroup("author", None, author.VERSION, "trained", default=False, trainer=author.AuthorModel),
         FeatureGroup(
             "model_names",
             model_names.model_name_features,
@@ -79,6 +84,14 @@ def resolve_groups(names: tuple[str, ...] | list[str]) -> list[FeatureGroup]:
     return [FEATURE_GROUPS[n] for n in names]
 
 
+def computed(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(g for g in groups if FEATURE_GROUPS[g].trainer is None)
+
+
+def trained(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(g for g in groups if FEATURE_GROUPS[g].trainer is not None)
+
+
 def group_of(column: str) -> str:
     return column.split("__", 1)[0]
 
@@ -101,6 +114,8 @@ def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cac
     group's version, so ablation and repeated CV skip the extraction.
     """
     selected = resolve_groups(groups)
+    if any(g.trainer is not None for g in selected):
+        raise ValueError(f"trained feature groups {trained(groups)} are fitted by the estimator, not built here")
     if "model_names" in groups and "model_a" not in frame.columns:
         raise InputError("feature group 'model_names' needs model_a/model_b columns; drop it for files without them")
     if "group" not in frame.columns:
@@ -142,7 +157,7 @@ def attach_features(
     Estimators that read features (LightGBM) take them from the frame when present, so a cross-fit loop
     computes each group once per file instead of once per fold, with identical values.
     """
-    table = build_features(frame, groups, cache_dir)
+    table = build_features(frame, computed(groups), cache_dir)
     kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
     return pd.concat([kept, table], axis=1)
 
@@ -156,6 +171,6 @@ def attach_features_alone(
     answers, as on a Kaggle test file where most prompts appear once: the "alone" scoring mode.
     """
     alone = frame.assign(group=frame["id"].astype(str).to_numpy())
-    table = build_features(alone, groups, cache_dir)
+    table = build_features(alone, computed(groups), cache_dir)
     kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
     return pd.concat([kept, table], axis=1)

@@ -1,15 +1,17 @@
 """LightGBM three-way preference model, symmetric in A and B, owning its feature groups.
 
 Like a scikit-learn Pipeline, the estimator is features + booster: `fit(frame, y, groups)` takes the
-loader's frame and builds (or, when the frame already carries them, reads) the columns of its feature
-groups. Training sees every row twice (as given and with A/B exchanged, label swapped); prediction
-averages the row and its exchange, so P(a wins | A, B) = P(b wins | B, A) holds exactly.
+loader's frame and builds (or, when the frame already carries them, reads) the columns of its computed
+feature groups, and fits its trained groups (e.g. `author`) nested by prompt (features/trained.py).
+Training sees every row twice (as given and with A/B exchanged, label swapped); prediction averages the
+row and its exchange, so P(a wins | A, B) = P(b wins | B, A) holds exactly. With a teacher
+(`teacher = <run dir>`), it trains on soft targets from that recipe refitted on inner folds (models/distill.py).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightgbm as lgb
@@ -19,9 +21,21 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from competition.config import finite, require
 from competition.errors import InputError
+from competition.folds import assign_folds, prompt_groups
 from competition.labels import N_CLASSES, as_probabilities, swap_labels, swap_probabilities
 from features.paired import swap_features
-from features.registry import FEATURE_GROUPS, FeatureConfig, build_features, categorical_columns, feature_columns, group_of
+from features.registry import (
+    FEATURE_GROUPS,
+    FeatureConfig,
+    build_features,
+    categorical_columns,
+    computed,
+    feature_columns,
+    group_of,
+    trained,
+)
+from features.trained import fit_group, load_state, nested_features, save_state
+from models.distill import expand_rows, soft_targets, teacher_recipe
 
 FAMILY = "lgbm"
 BOOSTER_FILE = "booster.txt"
@@ -44,6 +58,10 @@ class LGBMConfig:
     swap_augment: bool = True
     swap_average: bool = True
     num_threads: int = 2
+    # prompt-grouped inner folds that fit trained feature groups and the teacher without leakage
+    inner_folds: int = 5
+    teacher: str = ""  # a LightGBM cv run whose recipe gives soft targets (e.g. the names-aware model)
+    teacher_weight: float = 0.5  # share of the teacher's probabilities in each training target
 
     def __post_init__(self) -> None:
         require(finite(self.learning_rate) and 0 < self.learning_rate <= 1, "learning_rate", "must be in (0, 1]")
@@ -58,6 +76,8 @@ class LGBMConfig:
             finite(self.early_stopping_share) and 0 <= self.early_stopping_share < 1, "early_stopping_share", "must be in [0, 1)"
         )
         require(1 <= self.num_threads <= 1024, "num_threads", "must be at least 1")
+        require(2 <= self.inner_folds <= 20, "inner_folds", "must be between 2 and 20")
+        require(finite(self.teacher_weight) and 0 <= self.teacher_weight <= 1, "teacher_weight", "must be in [0, 1]")
 
 
 def _with_swaps(X: pd.DataFrame, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -90,35 +110,77 @@ class LGBMPreference:
             "verbose": -1,
         }
 
-    def feature_table(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model's feature columns for `frame`: taken from the frame when it carries them, else built."""
-        groups = tuple(dict.fromkeys(group_of(c) for c in self.columns_)) if hasattr(self, "columns_") else self.features.groups
-        present = feature_columns(frame.columns, groups)
-        table = frame[present] if present is not None else build_features(frame, groups, self.features.cache_dir)
-        return table[self.columns_] if hasattr(self, "columns_") else table
+    def _groups(self) -> tuple[str, ...]:
+        if hasattr(self, "columns_"):
+            return tuple(dict.fromkeys(group_of(c) for c in self.columns_))
+        return self.features.groups
 
-    def _dataset(self, X: pd.DataFrame, y: np.ndarray) -> lgb.Dataset:
+    def computed_table(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns of the computed groups: taken from the frame when it carries them, else built."""
+        groups = computed(self._groups())
+        present = feature_columns(frame.columns, groups)
+        return frame[present] if present is not None else build_features(frame, groups, self.features.cache_dir)
+
+    def feature_table(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns for rows to predict (trained groups from their copies fitted on all training rows)."""
+        parts = [self.computed_table(frame), *(self.trained_[name].transform(frame) for name in trained(self._groups()))]
+        table = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+        return table[self.columns_]
+
+    def _training_table(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+        """Columns for the training rows: trained groups nested, so no row's columns saw its own prompt."""
+        parts, self.trained_ = [self.computed_table(frame)], {}
+        for name in trained(self.features.groups):
+            parts.append(nested_features(name, frame, y, groups, self.config.inner_folds, self.seed))
+            self.trained_[name] = fit_group(name, frame, y)
+        return pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def _teacher_probabilities(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
+        """Soft targets for every training row from the teacher recipe refitted without that row's prompt."""
+        if not self.config.teacher or self.config.teacher_weight == 0:
+            return None
+        teacher_config, teacher_features = teacher_recipe(self.config.teacher, LGBMConfig, FeatureConfig)
+        teacher_config = replace(teacher_config, num_threads=self.config.num_threads)
+        folds = assign_folds(None, pd.Series(groups), min(self.config.inner_folds, len(np.unique(groups))), self.seed)
+        probs = np.zeros((len(frame), N_CLASSES))
+        for fold in np.unique(folds):
+            held = folds == fold
+            teacher = LGBMPreference(teacher_config, teacher_features, self.seed + 1000 + int(fold))
+            probs[held] = teacher.fit(frame.iloc[~held], y[~held], groups[~held]).predict_proba(frame.iloc[held])
+        return probs
+
+    def _dataset(self, X: pd.DataFrame, y: np.ndarray, targets: np.ndarray | None = None) -> lgb.Dataset:
         if self.config.swap_augment:
+            if targets is not None:
+                targets = np.concatenate([targets, swap_probabilities(targets)])
             X, y = _with_swaps(X, y)
-        return lgb.Dataset(X, y, categorical_feature=categorical_columns(list(X.columns)) or "auto", free_raw_data=False)
+        categorical = categorical_columns(list(X.columns)) or "auto"
+        if targets is None:
+            return lgb.Dataset(X, y, categorical_feature=categorical, free_raw_data=False)
+        rows, labels, weights = expand_rows(X, targets)
+        return lgb.Dataset(rows, labels, weight=weights, categorical_feature=categorical, free_raw_data=False)
 
     def fit(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray | None = None) -> LGBMPreference:
         """Finds the number of rounds on held-out prompts, then refits on every row with that many."""
-        for attr in ("columns_", "booster_"):
+        for attr in ("columns_", "booster_", "trained_"):
             self.__dict__.pop(attr, None)
-        X = self.feature_table(frame)
         y = np.asarray(y, dtype=np.int64)
+        if groups is None:
+            groups = prompt_groups(frame).to_numpy() if "prompt" in frame.columns else np.arange(len(frame))
+        groups = np.asarray(groups)
+        X = self._training_table(frame, y, groups)
+        teacher = self._teacher_probabilities(frame, y, groups)
+        targets = None if teacher is None else soft_targets(y, teacher, self.config.teacher_weight)
         self.columns_ = list(X.columns)
         rounds = self.config.max_rounds
         if self.config.early_stopping_share > 0:
-            groups = np.arange(len(X)) if groups is None else np.asarray(groups)
             split = GroupShuffleSplit(n_splits=1, test_size=self.config.early_stopping_share, random_state=self.seed)
             fit_idx, stop_idx = next(split.split(X, y, groups))
             # The watched set gets no swap copies: it scores the same symmetric rows the model will see.
             watched = lgb.Dataset(X.iloc[stop_idx], y[stop_idx], reference=None)
             probe = lgb.train(
                 self._params(),
-                self._dataset(X.iloc[fit_idx], y[fit_idx]),
+                self._dataset(X.iloc[fit_idx], y[fit_idx], None if targets is None else targets[fit_idx]),
                 rounds,
                 valid_sets=[watched],
                 callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)],
@@ -126,7 +188,7 @@ class LGBMPreference:
             rounds = max(1, int(round(probe.best_iteration / (1 - self.config.early_stopping_share))))
         self.n_rounds_ = rounds
         self.fit_facts_ = {"rounds": rounds}
-        self.booster_ = lgb.train(self._params(), self._dataset(X, y), rounds)
+        self.booster_ = lgb.train(self._params(), self._dataset(X, y, targets), rounds)
         return self
 
     def _raw(self, X: pd.DataFrame) -> np.ndarray:
@@ -147,6 +209,8 @@ class LGBMPreference:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.booster_.save_model(str(directory / BOOSTER_FILE))
+        for name, model in self.trained_.items():
+            save_state(model, directory / f"trained_{name}.npz")
         meta = {
             "family": FAMILY,
             "version": META_VERSION,
@@ -177,6 +241,7 @@ class LGBMPreference:
                 LGBMConfig(**meta["config"]), FeatureConfig(tuple(features["groups"]), features["cache_dir"]), meta["seed"]
             )
             model.columns_, model.n_rounds_ = list(meta["columns"]), int(meta["n_rounds"])
+            model.trained_ = {name: load_state(name, directory / f"trained_{name}.npz") for name in trained(model._groups())}
             model.booster_ = lgb.Booster(model_str=booster_text)
         except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as err:
             raise InputError(f"unreadable LightGBM model ({type(err).__name__})", directory) from None

@@ -82,7 +82,8 @@ def test_cache_returns_the_same_table(arena_csv, tmp_path):
 def test_registry_is_explicit_and_complete():
     assert set(DEFAULT_GROUPS) <= set(FEATURE_GROUPS)
     assert "model_names" not in DEFAULT_GROUPS  # the Kaggle test set has no model columns
-    assert all(g.cost in ("cheap", "moderate") for g in FEATURE_GROUPS.values())
+    assert all(g.cost in ("cheap", "moderate", "trained") for g in FEATURE_GROUPS.values())
+    assert all((g.cost == "trained") == (g.trainer is not None) == (g.compute is None) for g in FEATURE_GROUPS.values())
 
 
 def test_text_frame_counts_turns(tricky):

@@ -21,6 +21,7 @@ from competition.rundir import MANIFEST_FILE, check_outputs, staged_unit
 from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from data.loader import append_extra, load_arena_csv
 from features.registry import FeatureConfig, attach_features, attach_features_alone
+from models.distill import teacher_recipe
 from models.lgbm import LGBMConfig, LGBMPreference
 from models.registry import MODEL_KIND, load_model
 
@@ -42,7 +43,7 @@ class SpineConfig(RunLocation):
         return submission_file(self.submission, self.submissions_dir, self.name)
 
     def inputs(self) -> list[str | None]:
-        return [self.data.train, self.data.test, self.data.extra]
+        return [self.data.train, self.data.test, self.data.extra, self.lgbm.teacher]
 
     def side_outputs(self) -> list[str | None]:
         """Folders every training stage may write besides its run: fold tables and the feature cache."""
@@ -73,6 +74,15 @@ def train_folds(train: pd.DataFrame, cv: CVConfig) -> np.ndarray:
     return table["fold"].to_numpy()
 
 
+def attached_groups(cfg: SpineConfig) -> tuple[str, ...]:
+    """The computed groups to add to the training frame once: the model's, and its teacher's (refitted per fold)."""
+    groups = cfg.features.groups
+    if cfg.lgbm.teacher:
+        _, teacher_features = teacher_recipe(cfg.lgbm.teacher, LGBMConfig, FeatureConfig)
+        groups = tuple(dict.fromkeys(groups + teacher_features.groups))
+    return groups
+
+
 @dataclass
 class CVRun:
     result: CrossFitResult
@@ -89,8 +99,9 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
     train = load_train(cfg.data)
     test = load_test(cfg.data.test)
     folds = train_folds(train, cfg.cv)
-    frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
-    alone = attach_features_alone(train, cfg.features.groups, cfg.features.cache_dir)
+    groups = attached_groups(cfg)
+    frame = attach_features(train, groups, cfg.features.cache_dir)
+    alone = attach_features_alone(train, groups, cfg.features.cache_dir)
     test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
     result = cross_fit(
         lambda fold: LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed + fold),
