@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from competition.errors import InputError
 from competition.labels import CLASS_A, CLASS_TIE
 
-VERSION = 1
+VERSION = 2
 NAME = "author"
 N_FEATURES = 2**17
 MAX_CHARS = 4000  # the first characters of an answer carry its style; the tail adds cost, not signal
@@ -107,13 +107,16 @@ class AuthorModel:
         return probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-300)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        out = {}
+        out, guesses = {}, {}
         for side, column in (("a", "response_a"), ("b", "response_b")):
-            probs = self.author_probabilities(_texts(frame, column))
+            probs = guesses[side] = self.author_probabilities(_texts(frame, column))
             out[f"{NAME}__{side}_strength"] = probs @ self.strengths_
             out[f"{NAME}__{side}_entropy"] = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
         for measure in ("strength", "entropy"):
             out[f"{NAME}__diff_{measure}"] = out[f"{NAME}__a_{measure}"] - out[f"{NAME}__b_{measure}"]
+        # P(A's author beats B's author) over both guesses, centred so that exchanging A and B flips its sign.
+        beats = 1 / (1 + np.exp(-(self.strengths_[:, None] - self.strengths_[None, :])))
+        out[f"{NAME}__diff_win"] = np.einsum("ni,ij,nj->n", guesses["a"], beats, guesses["b"]) - 0.5
         return pd.DataFrame(out, index=frame.index, dtype=np.float64)
 
     def state(self) -> dict[str, np.ndarray]:

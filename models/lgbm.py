@@ -62,6 +62,9 @@ class LGBMConfig:
     inner_folds: int = 5
     teacher: str = ""  # a LightGBM cv run whose recipe gives soft targets (e.g. the names-aware model)
     teacher_weight: float = 0.5  # share of the teacher's probabilities in each training target
+    # Share of training prompts whose computed features are rebuilt as if each row were alone in its file, so
+    # the model also learns what cross-answer groups (consensus) look like on files with one pair per prompt.
+    alone_share: float = 0.0
 
     def __post_init__(self) -> None:
         require(finite(self.learning_rate) and 0 < self.learning_rate <= 1, "learning_rate", "must be in (0, 1]")
@@ -78,6 +81,7 @@ class LGBMConfig:
         require(1 <= self.num_threads <= 1024, "num_threads", "must be at least 1")
         require(2 <= self.inner_folds <= 20, "inner_folds", "must be between 2 and 20")
         require(finite(self.teacher_weight) and 0 <= self.teacher_weight <= 1, "teacher_weight", "must be in [0, 1]")
+        require(finite(self.alone_share) and 0 <= self.alone_share <= 1, "alone_share", "must be in [0, 1]")
 
 
 def _with_swaps(X: pd.DataFrame, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -127,9 +131,25 @@ class LGBMPreference:
         table = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         return table[self.columns_]
 
+    def _alone_mixed(self, frame: pd.DataFrame, table: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
+        """`table` with the rows of a seeded `alone_share` of prompts recomputed as if alone in their file."""
+        prompts = np.unique(groups)
+        rng = np.random.default_rng(self.seed)
+        chosen = np.isin(groups, rng.choice(prompts, size=int(round(self.config.alone_share * len(prompts))), replace=False))
+        if not chosen.any():
+            return table
+        part = frame.iloc[np.flatnonzero(chosen)]
+        alone = build_features(part.assign(group=part["id"].astype(str).to_numpy()), computed(self.features.groups), None)
+        table = table.copy()
+        table.iloc[np.flatnonzero(chosen)] = alone[table.columns].to_numpy()
+        return table
+
     def _training_table(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
         """Columns for the training rows: trained groups nested, so no row's columns saw its own prompt."""
-        parts, self.trained_ = [self.computed_table(frame)], {}
+        table = self.computed_table(frame)
+        if self.config.alone_share > 0:
+            table = self._alone_mixed(frame, table, groups)
+        parts, self.trained_ = [table], {}
         for name in trained(self.features.groups):
             parts.append(nested_features(name, frame, y, groups, self.config.inner_folds, self.seed))
             self.trained_[name] = fit_group(name, frame, y)

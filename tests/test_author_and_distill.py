@@ -179,3 +179,18 @@ def test_teacher_never_sees_the_students_validation_prompts_nor_the_rows_it_labe
     assert len(calls) == 3 * (3 + 1)  # per outer fold: 3 inner teachers label training rows, then the student scores
     assert all(not (seen & asked) for seen, asked in calls)
     assert log_loss(y, result.oof) < 1.2
+
+
+def test_alone_share_rebuilds_a_share_of_training_prompts_as_if_alone(pairs):
+    from features.registry import attach_features_alone, build_features
+
+    groups = ("lengths", "consensus")
+    y, prompts = pairs["label"].to_numpy(), pairs["group"].to_numpy()
+    batch = build_features(pairs, groups)
+    alone = attach_features_alone(pairs, groups)[batch.columns]
+    assert not np.allclose(batch["consensus__a_agreement"].fillna(-1), alone["consensus__a_agreement"].fillna(-1))
+    for share, expected_alone in ((0.0, 0), (0.5, 9), (1.0, 18)):
+        model = LGBMPreference(replace(FAST, alone_share=share), FeatureConfig(groups, None), seed=3)
+        table = model._training_table(pairs, y, prompts)
+        same_as_alone = [np.allclose(table[prompts == p].fillna(-1), alone[prompts == p].fillna(-1)) for p in np.unique(prompts)]
+        assert sum(same_as_alone) == expected_alone

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from competition.cli.pipeline import SpineConfig, load_train, train_folds  # noqa: E402
+from competition.cli.pipeline import SpineConfig, attached_groups, load_train, train_folds  # noqa: E402
 from competition.config import save_config  # noqa: E402
 from competition.crossfit import cross_fit  # noqa: E402
 from competition.errors import InputError  # noqa: E402
@@ -28,20 +28,21 @@ from models.lgbm import LGBMPreference  # noqa: E402
 
 def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per dropped group: Δ log loss (positive = the group helps), mean ± std over folds, scored both
-    ways: the whole file, and each validation row alone (as if its file held no other answer to its prompt)."""
+    ways: the whole file, and each validation row alone (as if its file held no other answer to its prompt).
+    With a teacher configured, a "distillation" row drops the teacher instead."""
     unknown = [g for g in groups or () if g not in cfg.features.groups]
     if unknown:
         raise InputError(f"--groups names {unknown[0]!r}, which is not among the configured groups {list(cfg.features.groups)}")
     train = load_train(cfg.data)
     y, prompt_groups = train["label"].to_numpy(), train["group"].to_numpy()
     folds = train_folds(train, cfg.cv)
-    frame = attach_features(train, cfg.features.groups, cfg.features.cache_dir)
-    alone = attach_features_alone(train, cfg.features.groups, cfg.features.cache_dir)
+    frame = attach_features(train, attached_groups(cfg), cfg.features.cache_dir)
+    alone = attach_features_alone(train, attached_groups(cfg), cfg.features.cache_dir)
 
-    def fold_losses(kept: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
+    def fold_losses(kept: tuple[str, ...], lgbm=cfg.lgbm) -> dict[str, tuple[np.ndarray, float]]:
         features = replace(cfg.features, groups=kept)
         result = cross_fit(
-            lambda fold: LGBMPreference(cfg.lgbm, features, seed=cfg.cv.seed + fold),
+            lambda fold: LGBMPreference(lgbm, features, seed=cfg.cv.seed + fold),
             frame,
             y,
             folds,
@@ -56,12 +57,14 @@ def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.
 
     full = fold_losses(cfg.features.groups)
     rows = [{"dropped": "(none)"} | {f"log_loss{m}": full[m][1] for m in full}]
-    for group in groups or cfg.features.groups:
-        kept = tuple(g for g in cfg.features.groups if g != group)
+    variants = [(group, tuple(g for g in cfg.features.groups if g != group), cfg.lgbm) for group in groups or cfg.features.groups]
+    if cfg.lgbm.teacher and not groups:  # distillation is ablated like a group: the same model without its teacher
+        variants.append(("distillation", cfg.features.groups, replace(cfg.lgbm, teacher="")))
+    for name, kept, lgbm in variants:
         if not kept:
             continue
-        dropped = fold_losses(kept)
-        row = {"dropped": group}
+        dropped = fold_losses(kept, lgbm)
+        row = {"dropped": name}
         for mode, (fold_loss, pooled) in dropped.items():
             delta = fold_loss - full[mode][0]
             row |= {
