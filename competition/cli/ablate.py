@@ -9,7 +9,9 @@ from competition.cli.flags import CONFIG, FOLDS, MAX_ROWS, NAME, OUT, SEED, SET,
 from competition.cli.pipeline import SpineConfig
 from competition.report import console, print_table
 
-GROUPS = Flag("--groups", None, "only ablate these groups (default: every group in the config)", nargs="+")
+GROUPS = Flag(
+    "--groups", None, "only ablate these groups, or 'distillation' (default: every group, and the teacher if set)", nargs="+"
+)
 FLAGS = {"ablate": (CONFIG, TRAIN, OUT, NAME, FOLDS, SEED, MAX_ROWS, GROUPS, SET)}
 
 

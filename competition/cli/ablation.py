@@ -25,14 +25,17 @@ from competition.rundir import check_outputs, staged_unit  # noqa: E402
 from features.registry import attach_features, attach_features_alone  # noqa: E402
 from models.lgbm import LGBMPreference  # noqa: E402
 
+DISTILLATION = "distillation"
+
 
 def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per dropped group: Δ log loss (positive = the group helps), mean ± std over folds, scored both
     ways: the whole file, and each validation row alone (as if its file held no other answer to its prompt).
     With a teacher configured, a "distillation" row drops the teacher instead."""
-    unknown = [g for g in groups or () if g not in cfg.features.groups]
+    known = set(cfg.features.groups) | ({DISTILLATION} if cfg.lgbm.teacher else set())
+    unknown = [g for g in groups or () if g not in known]
     if unknown:
-        raise InputError(f"--groups names {unknown[0]!r}, which is not among the configured groups {list(cfg.features.groups)}")
+        raise InputError(f"--groups names {unknown[0]!r}, which is not among the configured groups {sorted(known)}")
     train = load_train(cfg.data)
     y, prompt_groups = train["label"].to_numpy(), train["group"].to_numpy()
     folds = train_folds(train, cfg.cv)
@@ -57,9 +60,14 @@ def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.
 
     full = fold_losses(cfg.features.groups)
     rows = [{"dropped": "(none)"} | {f"log_loss{m}": full[m][1] for m in full}]
-    variants = [(group, tuple(g for g in cfg.features.groups if g != group), cfg.lgbm) for group in groups or cfg.features.groups]
-    if cfg.lgbm.teacher and not groups:  # distillation is ablated like a group: the same model without its teacher
-        variants.append(("distillation", cfg.features.groups, replace(cfg.lgbm, teacher="")))
+    chosen = groups or (*cfg.features.groups, *([DISTILLATION] if cfg.lgbm.teacher else []))
+    # distillation is ablated like a group: the same model without its teacher
+    variants = [
+        (name, cfg.features.groups, replace(cfg.lgbm, teacher=""))
+        if name == DISTILLATION
+        else (name, tuple(g for g in cfg.features.groups if g != name), cfg.lgbm)
+        for name in chosen
+    ]
     for name, kept, lgbm in variants:
         if not kept:
             continue
