@@ -194,3 +194,24 @@ def test_alone_share_rebuilds_a_share_of_training_prompts_as_if_alone(pairs):
         table = model._training_table(pairs, y, prompts)
         same_as_alone = [np.allclose(table[prompts == p].fillna(-1), alone[prompts == p].fillna(-1)) for p in np.unique(prompts)]
         assert sum(same_as_alone) == expected_alone
+
+
+def test_ablation_reports_author_and_distillation_in_both_scoring_modes(teacher_run, tmp_path):
+    from competition.cli.ablation import run_ablation
+    from competition.cli.pipeline import SpineConfig
+    from competition.config import load_config
+
+    path = tmp_path / "train.csv"
+    make_arena_frame(n_prompts=18, rows_per_prompt=8, seed=4).to_csv(path, index=False)
+    overrides = {
+        "data": {"train": str(path), "test": ""},
+        "cv": {"folds": 3, "fold_dir": ""},
+        "features": {"groups": [*BASE, "consensus", "author"], "cache_dir": ""},
+        "lgbm": {"max_rounds": 30, "early_stopping_rounds": 5, "min_data_in_leaf": 5, "num_threads": 1, "inner_folds": 3},
+    }
+    cfg = load_config(SpineConfig, None, [overrides, {"lgbm": {"teacher": teacher_run}}])
+    table = run_ablation(cfg, ("author", "consensus", "distillation"))
+    assert list(table["dropped"]) == ["(none)", "author", "consensus", "distillation"]
+    for column in ("log_loss", "log_loss_alone", "delta_mean", "delta_std", "delta_mean_alone", "delta_std_alone"):
+        assert table[column].notna().all(), column
+    assert table.loc[table["dropped"] == "distillation", "delta_mean"].abs().item() > 0  # the teacher changes something
