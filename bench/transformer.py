@@ -25,6 +25,7 @@ import torch  # noqa: E402
 
 from data.loader import load_arena_csv  # noqa: E402
 from models.transformer.estimator import TransformerPreference  # noqa: E402
+from models.transformer.packing import encode_pairs  # noqa: E402
 from models.transformer.settings import ModelConfig, TrainConfig  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     train_seconds = sum(fitted.result_.step_seconds[1:])
 
     rows = frame.iloc[: args.rows]
-    lengths = [len(s) for s in fitted.pack(rows)]
+    lengths = [len(s) for s in encode_pairs(fitted.tokenizer_, rows, args.max_length)]
     predictor = TransformerPreference(model, replace(train, swap_average=False))
     predictor.device_, predictor.tokenizer_, predictor.network_ = fitted.device_, fitted.tokenizer_, fitted.network_
     predictor.predict_proba(rows.iloc[:4])  # warm-up

@@ -108,6 +108,14 @@ def staged_unit(target: str | Path, kind: str, facts: dict | None = None) -> Ite
         raise
 
 
+def run_kind(directory: str | Path) -> str | None:
+    """The kind its manifest names, or None for a folder without a readable manifest."""
+    try:
+        return json.loads((Path(directory) / MANIFEST_FILE).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def check_run_target(target: str | Path, kind: str) -> None:
     """A unit may replace only an absent or empty folder, or an earlier unit of the same kind: never a model
     folder with `cv` files, nor a folder of the user's that is not a run."""
@@ -116,12 +124,8 @@ def check_run_target(target: str | Path, kind: str) -> None:
         return
     if not target.is_dir():
         raise InputError("output path exists and is not a directory", target)
-    manifest = target / MANIFEST_FILE
-    if manifest.exists():
-        try:
-            found = json.loads(manifest.read_text(encoding="utf-8")).get("kind")
-        except (OSError, ValueError, AttributeError):
-            found = None
+    if (target / MANIFEST_FILE).exists():
+        found = run_kind(target)
         if found != kind:
             raise InputError(
                 f"output folder holds a {found!r} run; a {kind!r} run would replace it (choose another --out)", target

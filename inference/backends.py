@@ -17,7 +17,7 @@ import numpy as np
 
 from competition.errors import InputError
 from competition.labels import N_CLASSES
-from inference.sources import load_saved_classifier, saved_settings
+from inference.sources import load_saved_classifier
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +67,25 @@ def free_memory(device: str) -> None:
 
 
 class TransformersBackend:
-    """A Hugging Face sequence classifier; pads each batch to its own longest row only."""
+    """A Hugging Face sequence classifier; each batch padded to its own longest row only.
 
-    def __init__(self, model, pad_token_id: int, device: str, padding_side: str = "right"):
+    Scored by `models.transformer.batches.predict_batch`, the function the estimator's `predict_proba` uses:
+    right-padded as in training whatever side the tokenizer pads on, so a fold model scores the same here.
+    """
+
+    def __init__(self, model, pad_token_id: int, device: str):
         self.model = model.eval()
         self.pad_token_id = int(pad_token_id)
         self.device = device
-        self.padding_side = padding_side
 
     def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        import torch
+        from models.transformer.batches import predict_batch
 
-        longest = max(len(s) for s in sequences)
-        ids = torch.full((len(sequences), longest), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), longest), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            span = slice(0, len(seq)) if self.padding_side == "right" else slice(longest - len(seq), longest)
-            ids[row, span] = torch.as_tensor(np.asarray(seq, dtype=np.int64))
-            mask[row, span] = 1
-        with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-        return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        return predict_batch(self.model, sequences, self.pad_token_id, self.device)
 
 
 def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
+    from models.transformer.estimator import saved_settings
     from models.transformer.loading import load_classifier, load_tokenizer
 
     dtype = resolve_dtype_name(spec.dtype, device)
@@ -108,7 +103,7 @@ def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
         tokenizer, model = load_saved_classifier(spec.model_path, device, dtype, spec.quantize_4bit)
     else:
         tokenizer, model = load_classifier(spec.model_path, device=device, dtype=dtype, quantize_4bit=spec.quantize_4bit)
-    return TransformersBackend(model, tokenizer.pad_token_id, device, tokenizer.padding_side)
+    return TransformersBackend(model, tokenizer.pad_token_id, device)
 
 
 class VllmBackend:
@@ -134,6 +129,8 @@ def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
     # vLLM takes the first visible GPU; this process was started for `device`, so make it the only one
     os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
     import vllm
+
+    from models.transformer.estimator import saved_settings
 
     if spec.quantize_4bit:
         raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
@@ -170,14 +167,3 @@ def open_backend(spec: BackendSpec, device: str, threads: int | None = None) -> 
     if spec.kind == "vllm":
         return open_vllm(spec, device)
     return open_transformers(spec, device)
-
-
-def encode_pairs(tokenizer, frame, max_length: int, swapped: bool = False) -> list[list[int]]:
-    """Packed token ids per row (prompt, A, B), or with the responses exchanged when `swapped`."""
-    from models.transformer.packing import pack_pair
-
-    first, second = ("response_b", "response_a") if swapped else ("response_a", "response_b")
-    return [
-        pack_pair(tokenizer, prompt, a, b, max_length)
-        for prompt, a, b in zip(frame["prompt"], frame[first], frame[second], strict=True)
-    ]

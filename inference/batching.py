@@ -1,8 +1,9 @@
-"""The arithmetic of an inference plan: length-sorted token-budget batches, shards, token-balanced workers.
+"""The arithmetic of an inference plan beyond its batches: padding, shards, token-balanced workers.
 
 An item is one packed input (a row, or its A/B-swapped twin) with a token length. A batch costs its
-padded tokens (rows × longest row), so batches are cut by a budget of padded tokens rather than by a
-row count. Shards group consecutive batches; they are the unit written to disk and skipped on a rerun.
+padded tokens (rows × longest row); batches are cut by a budget of those tokens in
+`models/transformer/batches.py`, the rule the estimator's own prediction follows too. Shards group
+consecutive batches; they are the unit written to disk and skipped on a rerun.
 """
 
 from __future__ import annotations
@@ -12,40 +13,13 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def longest_first(lengths: np.ndarray) -> np.ndarray:
-    """Item order by decreasing length (stable, so equal lengths keep their input order).
-
-    Longest first means an out-of-memory batch shows up in the first minute, not the last.
-    """
-    return np.argsort(-np.asarray(lengths), kind="stable")
-
-
-def cut_batches(lengths: np.ndarray, order: np.ndarray, token_budget: int, max_rows: int | None = None) -> list[np.ndarray]:
-    """Consecutive items of `order` grouped so that rows × longest row stays within `token_budget`.
-
-    A single item longer than the budget becomes a batch of its own (it cannot be cut further).
-    """
-    if token_budget < 1:
-        raise ValueError(f"token_budget must be positive, got {token_budget}")
-    batches: list[np.ndarray] = []
-    current: list[int] = []
-    longest = 0
-    for item in np.asarray(order, dtype=np.int64):
-        length = int(lengths[item])
-        grown = max(longest, length)
-        full = max_rows is not None and len(current) >= max_rows
-        if current and (grown * (len(current) + 1) > token_budget or full):
-            batches.append(np.asarray(current, dtype=np.int64))
-            current, grown = [], length
-        current.append(int(item))
-        longest = grown
-    if current:
-        batches.append(np.asarray(current, dtype=np.int64))
-    return batches
-
-
 def padded_tokens(lengths: np.ndarray, batch: np.ndarray) -> int:
     return int(len(batch) * lengths[batch].max()) if len(batch) else 0
+
+
+def padded_size(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens a batch of these sequences costs once padded to its longest row."""
+    return len(sequences) * max((len(s) for s in sequences), default=0)
 
 
 def padding_efficiency(lengths: np.ndarray, batches: Sequence[np.ndarray]) -> float:

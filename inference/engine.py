@@ -24,17 +24,23 @@ from competition.config import save_config
 from competition.errors import InputError
 from competition.labels import swap_probabilities
 from competition.predictions import TEST_FILE, load_predictions, probabilities_for, save_predictions
-from inference.backends import encode_pairs, open_backend
-from inference.batching import balance_by_tokens, cut_batches, group_shards, longest_first, padded_tokens, padding_efficiency
+from competition.rundir import run_kind, write_manifest
+from inference.backends import open_backend
+from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency
 from inference.config import PLACEMENTS, InferenceConfig, ModelConfig
 from inference.progress import ProgressDisplay
-from inference.sources import saved_settings, tokenizer_dir
+from inference.sources import tokenizer_dir
 from inference.workers import BackendFactory, ShardJob, parse_devices, run_workers, threads_per_worker
+from models.transformer.batches import cut_batches, longest_first
+from models.transformer.packing import encode_pairs
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 CONFIG_FILE, SUMMARY_FILE, SHARD_DIR = "infer.toml", "infer_summary.json", "infer_shards"
+INFER_KIND = "inference"
+# run kinds whose directory `infer` may add its test predictions to
+TRAINING_KINDS = ("cv", "transformer")
 
 
 @dataclass(frozen=True)
@@ -252,8 +258,10 @@ def _scoring_rate(worker_stats) -> float | None:
 
 def check_max_length(model: ModelConfig) -> None:
     """A fold model scored at another packing length than it was trained with loses accuracy silently."""
+    from models.transformer.estimator import saved_settings
+
     settings = saved_settings(model.path)
-    trained = settings and settings["model"]["max_length"]
+    trained = settings and settings[0].max_length
     if trained and model.max_length and model.max_length != trained:
         log.warning("%s was trained at max_length %d; scoring at %d", model.path, trained, model.max_length)
 
@@ -262,7 +270,8 @@ def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool
     """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics.
 
     Its other files carry an `infer` prefix, so the run directory may be a training run's (one holding
-    oof.parquet): its test.parquet is replaced and `blend` reads it as that run's test predictions.
+    oof.parquet): its test.parquet is replaced, the run's manifest is rewritten to name it, and `blend` reads
+    it as that run's test predictions.
     """
     from data.loader import load_arena_csv
     from models.transformer.loading import load_tokenizer
@@ -276,4 +285,6 @@ def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool
     probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / SHARD_DIR, factory=factory, fresh=fresh)
     save_predictions(run_dir / TEST_FILE, frame["id"], probs)
     write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(stats, indent=1))
+    # The manifest is rewritten last: over a training run it now names the new test.parquet as that run's.
+    write_manifest(run_dir, run_kind(run_dir) or INFER_KIND)
     return {**stats, "predictions": str(run_dir / TEST_FILE)}

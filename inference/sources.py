@@ -2,7 +2,8 @@
 
 A saved fold model (estimator.json + trainable.safetensors, as `TransformerPreference.save` writes) holds
 only the trained weights (LoRA adapters and head, or all weights of a full fine-tune); its base model
-stays at the path its settings name. Both kinds load into a plain sequence classifier for scoring.
+stays at the path its settings name. Both kinds load into a plain sequence classifier for scoring. The
+settings are read by the estimator's own `saved_settings`, so both sides rebuild the same configs.
 """
 
 from __future__ import annotations
@@ -16,32 +17,22 @@ from competition.errors import InputError
 DEFAULT_MAX_LENGTH = 1536
 
 
-def saved_settings(model_path: str | Path) -> dict | None:
-    """The settings of a `train-transformer` fold model, or None for any other directory."""
-    from models.transformer.estimator import SETTINGS_FILE
-
-    path = Path(model_path) / SETTINGS_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _saved_model_config(settings: dict):
-    from models.transformer.settings import ModelConfig
-
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["model"].items()})
-
-
 def tokenizer_dir(model_path: str | Path) -> str:
     """The directory holding the tokenizer: the base model's for a saved fold model."""
+    from models.transformer.estimator import saved_settings
+
     settings = saved_settings(model_path)
-    return _saved_model_config(settings).resolved_path() if settings else str(model_path)
+    return settings[0].resolved_path() if settings else str(model_path)
 
 
 def default_max_length(model_path: str | Path) -> int:
     """The packing length the fold model was trained with; for a Hugging Face directory 1536, or less when
     the model has fewer positions (MiniLM: 512)."""
+    from models.transformer.estimator import saved_settings
+
     settings = saved_settings(model_path)
     if settings:
-        return int(settings["model"]["max_length"])
+        return settings[0].max_length
     config = Path(model_path) / "config.json"
     if not config.is_file():
         return DEFAULT_MAX_LENGTH
@@ -55,14 +46,15 @@ def load_saved_classifier(model_path: str | Path, device: str, dtype: str, quant
     import torch
     from safetensors.torch import load_file
 
-    from models.transformer.estimator import WEIGHTS_FILE
+    from models.transformer.estimator import WEIGHTS_FILE, saved_settings
     from models.transformer.training import build_model, load_trainable_state
 
     settings = saved_settings(model_path)
     if settings is None:
         raise InputError("not a saved train-transformer model (no estimator.json)", model_path)
-    cfg = replace(_saved_model_config(settings), dtype=dtype, quantize_4bit=quantize_4bit, gradient_checkpointing=False)
-    tokenizer, model = build_model(cfg, torch.device(device), int(settings.get("train", {}).get("seed", 0)))
+    model_cfg, train_cfg = settings
+    cfg = replace(model_cfg, dtype=dtype, quantize_4bit=quantize_4bit, gradient_checkpointing=False)
+    tokenizer, model = build_model(cfg, torch.device(device), train_cfg.seed)
     load_trainable_state(model, load_file(str(Path(model_path) / WEIGHTS_FILE)), Path(model_path))
     if cfg.lora and not quantize_4bit:
         model = model.merge_and_unload()

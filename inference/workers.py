@@ -24,6 +24,7 @@ from competition.errors import InputError
 from competition.labels import as_probabilities
 from competition.predictions import save_predictions
 from inference.backends import Backend, free_memory, is_out_of_memory
+from inference.batching import padded_size
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ShardJob:
 
     @property
     def tokens(self) -> int:
-        return sum(len(s) * max(len(t) for t in s) for s in self.sequences)
+        return sum(padded_size(s) for s in self.sequences)
 
 
 @dataclass
@@ -103,7 +104,7 @@ def threads_per_worker(n_workers: int, threads: int | None) -> int:
 
 def score_batch(backend: Backend, sequences: list[np.ndarray], device: str, stats: WorkerStats) -> np.ndarray:
     """Probabilities of one batch; out of memory → the halves are scored one after the other."""
-    padded = len(sequences) * max(len(s) for s in sequences)
+    padded = padded_size(sequences)
     too_big = stats.ceiling is not None and padded >= stats.ceiling and len(sequences) > 1
     if not too_big:
         try:
@@ -138,7 +139,7 @@ def run_shards(backend: Backend, jobs: list[ShardJob], device: str, report: Repo
             stats.score_seconds += time.perf_counter() - start
             stats.batches += 1
             stats.rows += len(items)
-            report(("batch", len(items), len(sequences) * max(len(s) for s in sequences)))
+            report(("batch", len(items), padded_size(sequences)))
         save_predictions(job.path, job.ids, np.concatenate(probs), item=np.concatenate(job.items), swapped=job.swapped)
         stats.shards.append(job.index)
         report(("shard", job.index))

@@ -99,6 +99,8 @@ def sample_value(flag):
         return flag.choices[-1], [flag.choices[-1]]
     if flag.type is int:
         return 16, ["16"]
+    if flag.type is float:
+        return 16.0, ["16"]
     if flag.nargs == "+":
         return ("x1", "x2"), ["x1", "x2"]
     return "some/where.csv", ["some/where.csv"]

@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.batching import balance_by_tokens, cut_batches, group_shards, longest_first, padded_tokens, padding_efficiency
+from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency
+from models.transformer.batches import cut_batches, longest_first
 
 lengths_strategy = st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=200)
 

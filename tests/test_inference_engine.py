@@ -14,10 +14,12 @@ import torch
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS, swap_probabilities
 from competition.predictions import load_predictions, save_predictions
-from inference.backends import BackendSpec, encode_pairs, open_backend, vllm_available
+from competition.rundir import write_manifest
+from inference.backends import BackendSpec, open_backend, vllm_available
 from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig, WorkerConfig
 from inference.engine import build_plan, infer_frame, shard_path
 from inference.workers import parse_devices
+from models.transformer.packing import encode_pairs
 
 MAX_LENGTH = 96
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -225,9 +227,11 @@ def fake_training_run(path: Path, test_ids=None, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     train_ids = [f"train{i}" for i in range(30)]
     oof = rng.dirichlet(np.ones(3), len(train_ids))
-    save_predictions(path / "oof.parquet", train_ids, oof, fold=np.arange(30) % 3, label=rng.integers(0, 3, 30))
+    # the same training file for every fake run: blend refuses runs whose labels or folds disagree
+    save_predictions(path / "oof.parquet", train_ids, oof, fold=np.arange(30) % 3, label=np.arange(30) % 3)
     if test_ids is not None:
         save_predictions(path / "test.parquet", test_ids, rng.dirichlet(np.ones(3), len(test_ids)))
+    write_manifest(path, "transformer")
     return path
 
 

@@ -75,11 +75,18 @@ def fast_train(**changes) -> TrainConfig:
     return TrainConfig(**(settings | changes))
 
 
+def untrained(model: ModelConfig) -> TransformerPreference:
+    """The estimator as fit builds it before its first step (fresh head and adapters); max_steps=0 is refused."""
+    estimator = TransformerPreference(model, fast_train())
+    estimator._setup()
+    return estimator
+
+
 @pytest.mark.parametrize("kind", ["gemma2", "llama"])
 def test_a_few_steps_lower_the_loss(backbones, kind):
     frame = toy_frame(48)
     model = lora_gemma(backbones["gemma2"]) if kind == "gemma2" else llama_lora(backbones["llama"])
-    before = TransformerPreference(model, fast_train(max_steps=0)).fit(frame, frame["label"].to_numpy())
+    before = untrained(model)
     after = TransformerPreference(model, fast_train(max_steps=25)).fit(frame, frame["label"].to_numpy())
     loss_before = log_loss(frame["label"], before.predict_proba(frame))
     loss_after = log_loss(frame["label"], after.predict_proba(frame))
@@ -87,7 +94,7 @@ def test_a_few_steps_lower_the_loss(backbones, kind):
 
 
 def test_lora_trains_only_adapters_outside_frozen_layers_and_the_head(backbones):
-    model = TransformerPreference(lora_gemma(backbones["gemma2"]), fast_train(max_steps=0)).fit(toy_frame(8), np.zeros(8))
+    model = untrained(lora_gemma(backbones["gemma2"]))
     trainable = [n for n, p in model.network_.named_parameters() if p.requires_grad]
     assert trainable and all(".layers.1." in n and "lora_" in n or "score" in n for n in trainable)
     assert any("score" in n for n in trainable)
@@ -150,7 +157,9 @@ def test_cli_trains_one_fold_and_writes_lgbm_style_predictions(backbones, tmp_pa
     assert set(oof["fold"]) == {1} and 0 < len(oof) < len(train) and oof["id"].isin(train["id"]).all()
     assert (oof["label"].to_numpy() == train.set_index("id").loc[oof["id"], "label"].to_numpy()).all()
     assert sorted(load_predictions(tmp_path / "run" / "test.parquet")["id"]) == sorted(test["id"])
-    assert (tmp_path / "run" / "config.toml").exists() and (tmp_path / "run" / "fold1" / "model" / "estimator.json").exists()
+    assert (tmp_path / "run" / "config.toml").exists() and (
+        tmp_path / "run" / "folds" / "fold1" / "model" / "estimator.json"
+    ).exists()
     # a finished fold is skipped; another fold adds its rows to the combined file
     assert main([*argv, "--set", "train.only_folds=[1, 2]"]) == 0
     assert set(load_predictions(tmp_path / "run" / "oof.parquet")["fold"]) == {1, 2}

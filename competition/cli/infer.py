@@ -8,7 +8,7 @@ from pathlib import Path
 
 from competition.cli.flags import CONFIG, MAX_ROWS, NAME, OUT, SET, Flag, config_from_args
 from competition.errors import InputError
-from competition.rundir import check_outputs
+from competition.rundir import check_outputs, run_kind
 
 TEST = Flag("--test", "data.test", "CSV to score (id, prompt, response_a, response_b)")
 FLAGS = {
@@ -40,7 +40,7 @@ FLAGS = {
 def main(args: argparse.Namespace) -> int:
     from competition.report import print_mapping
     from inference.config import InferenceConfig
-    from inference.engine import run
+    from inference.engine import INFER_KIND, TRAINING_KINDS, run
     from inference.workers import WorkerFailed
 
     cfg = config_from_args(InferenceConfig, args, FLAGS["infer"])
@@ -48,7 +48,9 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("infer needs a model directory (--model-path)")
     if not Path(cfg.model.path).is_dir():
         raise InputError("model directory not found", cfg.model.path)
-    check_outputs([], [cfg.data.test, cfg.model.path], cfg.run_dir, "inference")
+    # infer may add its test predictions to a training run (blend then reads them as that run's)
+    kind = run_kind(cfg.run_dir) if run_kind(cfg.run_dir) in TRAINING_KINDS else INFER_KIND
+    check_outputs([], [cfg.data.test, cfg.model.path], cfg.run_dir, kind)
     try:
         stats = run(cfg, fresh=bool(args.fresh))
     except WorkerFailed as err:  # a crashed or killed worker: what happened and how to resume, one line

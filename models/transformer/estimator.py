@@ -12,27 +12,35 @@ import torch
 
 from competition.atomic import atomic_path, write_text_atomic
 from competition.errors import InputError
-from competition.labels import as_probabilities, swap_probabilities
-from models.transformer.packing import pack_pair
+from competition.labels import N_CLASSES, as_probabilities, swap_probabilities
+from models.transformer.batches import cut_batches, longest_first, predict_batch
+from models.transformer.packing import encode_pairs
 from models.transformer.settings import ModelConfig, TrainConfig
-from models.transformer.training import build_model, collate, load_trainable_state, pick_device, train_classifier, trainable_state
+from models.transformer.training import build_model, load_trainable_state, pick_device, train_classifier, trainable_state
 
 WEIGHTS_FILE = "trainable.safetensors"
 SETTINGS_FILE = "estimator.json"
 
 
-def token_budget_batches(lengths: list[int], max_tokens: int) -> list[np.ndarray]:
-    """Row indices grouped longest first, each batch's padded size (rows x longest) within `max_tokens`."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) + 1) * lengths[current[0]] > max_tokens:
-            batches.append(np.asarray(current))
-            current = []
-        current.append(i)
-    if current:
-        batches.append(np.asarray(current))
-    return batches
+def settings_from_saved(saved: dict) -> tuple[ModelConfig, TrainConfig]:
+    """The configs that `save` wrote to estimator.json (JSON turned their tuples into lists)."""
+
+    def build(cls, values: dict):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    return build(ModelConfig, saved["model"]), build(TrainConfig, saved["train"])
+
+
+def saved_settings(directory: str | Path) -> tuple[ModelConfig, TrainConfig] | None:
+    """The configs of a classifier saved in `directory`, or None for any other directory.
+
+    LightGBM models write an estimator.json too; one without model and train settings is not ours.
+    """
+    path = Path(directory) / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return settings_from_saved(saved) if isinstance(saved, dict) and {"model", "train"} <= saved.keys() else None
 
 
 class TransformerPreference:
@@ -61,31 +69,28 @@ class TransformerPreference:
         self.result_ = train_classifier(
             self.network_, self.tokenizer_, frame, y, self.model, self.train, self.device_, self.checkpoint_dir
         )
+        # read by the cross-fit loop: the fold report's steps, and a time-boxed fold left to resume, not scored
+        self.fit_facts_ = {"steps": self.result_.steps_done}
+        self.stopped_ = self.result_.stopped
         return self
 
-    def pack(self, frame: pd.DataFrame, swapped: bool = False) -> list[list[int]]:
-        rows = zip(frame["prompt"], frame["response_a"], frame["response_b"], strict=True)
-        if swapped:
-            return [pack_pair(self.tokenizer_, p, b, a, self.model.max_length) for p, a, b in rows]
-        return [pack_pair(self.tokenizer_, p, a, b, self.model.max_length) for p, a, b in rows]
-
-    @torch.inference_mode()
-    def _predict_packed(self, sequences: list[list[int]]) -> np.ndarray:
+    def _predict_side(self, frame: pd.DataFrame, swapped: bool) -> np.ndarray:
+        """Probabilities of one A/B order, in batches cut by `train.predict_tokens` padded tokens, longest first."""
         self.network_.eval()
-        probs = np.zeros((len(sequences), 3), dtype=np.float64)
-        for rows in token_budget_batches([len(s) for s in sequences], self.train.predict_tokens):
-            batch = collate([sequences[i] for i in rows], self.tokenizer_.pad_token_id, self.device_)
-            logits = self.network_(**batch).logits.float()
-            probs[rows] = torch.softmax(logits, dim=-1).double().cpu().numpy()
+        sequences = encode_pairs(self.tokenizer_, frame, self.model.max_length, swapped)
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        probs = np.zeros((len(sequences), N_CLASSES), dtype=np.float64)
+        for rows in cut_batches(lengths, longest_first(lengths), self.train.predict_tokens):
+            probs[rows] = predict_batch(self.network_, [sequences[i] for i in rows], self.tokenizer_.pad_token_id, self.device_)
         return probs
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, 3) float64 in the order a, b, tie; with swap_average, the mean over both A/B orders."""
         if not hasattr(self, "network_"):
             raise RuntimeError("fit or load the estimator first")
-        probs = self._predict_packed(self.pack(frame))
+        probs = self._predict_side(frame, swapped=False)
         if self.train.swap_average:
-            probs = (probs + swap_probabilities(self._predict_packed(self.pack(frame, swapped=True)))) / 2
+            probs = (probs + swap_probabilities(self._predict_side(frame, swapped=True))) / 2
         return as_probabilities(probs)
 
     def save(self, directory: str | Path) -> Path:
@@ -93,7 +98,11 @@ class TransformerPreference:
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        settings = {"model": asdict(self.model) | {"model_path": self.model.resolved_path()}, "train": asdict(self.train)}
+        settings = {
+            "family": "transformer",
+            "model": asdict(self.model) | {"model_path": self.model.resolved_path()},
+            "train": asdict(self.train),
+        }
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(trainable_state(self.network_), str(tmp))
         write_text_atomic(directory / SETTINGS_FILE, json.dumps(settings, indent=2))
@@ -104,12 +113,10 @@ class TransformerPreference:
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        if not (directory / SETTINGS_FILE).exists():
+        settings = saved_settings(directory)
+        if settings is None:
             raise InputError("no saved transformer classifier here", directory)
-        settings = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
-        model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["model"].items()})
-        train = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["train"].items()})
-        estimator = cls(model, train)
+        estimator = cls(*settings)
         estimator._setup()
         load_trainable_state(estimator.network_, load_file(str(directory / WEIGHTS_FILE)), directory)
         estimator.network_.eval()

@@ -7,12 +7,15 @@ Rules (property-tested in tests/test_transformer_packing.py):
 - A and B are treated alike, so packing (prompt, B, A) gives exactly the A/B segments swapped;
 - inside a field the latest turn is served first, then earlier ones while budget remains;
 - a turn that does not fit keeps its head and tail around a visible cut marker.
-Turns appear in conversation order. The A/B swap is the caller's: pass the responses exchanged.
+Turns appear in conversation order. The A/B swap of an input is made in one place, `encode_pairs`,
+which training (augmentation), the estimator (swap averaging) and batch inference all call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 HEADERS = ("Prompt:\n", "\n\nResponse A:\n", "\n\nResponse B:\n")
 TURN_SEPARATOR = "\n\n"
@@ -130,3 +133,14 @@ def pack_pair(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_l
     prefix, suffix = special_affixes(tokenizer)
     segments = pack_segments(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_length)
     return prefix + [i for seg in segments for i in seg] + suffix
+
+
+def encode_pairs(tokenizer, frame, max_length: int, swapped: bool | Sequence[bool] = False) -> list[list[int]]:
+    """Packed ids of each row of `frame` (turn lists in `prompt`, `response_a`, `response_b`).
+
+    `swapped` is one flag for all rows or one per row: a swapped row has response B in A's place and A in
+    B's, so its label (and its predicted a/b probabilities) must be exchanged by the caller.
+    """
+    flags = np.broadcast_to(np.asarray(swapped, dtype=bool), (len(frame),))
+    rows = zip(frame["prompt"], frame["response_a"], frame["response_b"], flags, strict=True)
+    return [pack_pair(tokenizer, prompt, *((b, a) if swap else (a, b)), max_length) for prompt, a, b, swap in rows]

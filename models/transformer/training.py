@@ -18,8 +18,9 @@ from tqdm import tqdm
 from competition.atomic import atomic_path
 from competition.errors import InputError
 from competition.labels import swap_labels
+from models.transformer.batches import collate
 from models.transformer.loading import load_classifier
-from models.transformer.packing import pack_pair
+from models.transformer.packing import encode_pairs
 from models.transformer.settings import ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -113,25 +114,6 @@ def count_steps(n_rows: int, cfg: TrainConfig) -> int:
     return math.ceil(math.ceil(cfg.epochs * per_epoch) / cfg.grad_accum)
 
 
-def collate(sequences: list[list[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded batch; sequence classifiers read the last non-pad token."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[i, : len(seq)] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
-
-def pack_rows(tokenizer, frame, rows: np.ndarray, swapped: np.ndarray, max_length: int) -> list[list[int]]:
-    out = []
-    for row, swap in zip(rows, swapped, strict=True):
-        prompt, a, b = frame["prompt"].iat[row], frame["response_a"].iat[row], frame["response_b"].iat[row]
-        out.append(pack_pair(tokenizer, prompt, b, a, max_length) if swap else pack_pair(tokenizer, prompt, a, b, max_length))
-    return out
-
-
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)  # mean training loss of each step run in this call
@@ -211,7 +193,7 @@ def train_classifier(
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         for rows, swapped in schedule[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]:
-            batch = collate(pack_rows(tokenizer, frame, rows, swapped, model_cfg.max_length), pad_id, device)
+            batch = collate(encode_pairs(tokenizer, frame.iloc[rows], model_cfg.max_length, swapped), pad_id, device)
             labels = torch.as_tensor(np.where(swapped, swap_labels(y[rows]), y[rows]), device=device)
             logits = model(**batch).logits.float()
             loss = torch.nn.functional.cross_entropy(logits, labels) / cfg.grad_accum

@@ -1,0 +1,75 @@
+"""Batches of packed token ids: the one home of the rules that training, the estimator's prediction and batch
+inference must share, so a classifier is scored the way it was trained.
+
+- Prediction batches are cut by a budget of padded tokens (rows × longest row), longest rows first, so an
+  out-of-memory batch shows up at once and each batch pads little.
+- A batch is always right-padded (text first, pads after, attention mask 0 on pads), whatever side the
+  tokenizer would pad on (left for Gemma/Llama in transformers 5). Training pads right, so every row keeps
+  the positions it was trained at; a left-padded row of an absolute-position model (BERT) reads its pads as
+  text positions and no longer starts with [CLS].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+def longest_first(lengths: np.ndarray) -> np.ndarray:
+    """Item order by decreasing length (stable, so equal lengths keep their input order)."""
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
+def cut_batches(lengths: np.ndarray, order: np.ndarray, token_budget: int, max_rows: int | None = None) -> list[np.ndarray]:
+    """Consecutive items of `order` grouped so that rows × longest row stays within `token_budget`.
+
+    The longest row is tracked as items come, so any order works (file order for comparisons). A single
+    item longer than the budget becomes a batch of its own (it cannot be cut further).
+    """
+    if token_budget < 1:
+        raise ValueError(f"token_budget must be positive, got {token_budget}")
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    longest = 0
+    for item in np.asarray(order, dtype=np.int64):
+        length = int(lengths[item])
+        grown = max(longest, length)
+        full = max_rows is not None and len(current) >= max_rows
+        if current and (grown * (len(current) + 1) > token_budget or full):
+            batches.append(np.asarray(current, dtype=np.int64))
+            current, grown = [], length
+        current.append(int(item))
+        longest = grown
+    if current:
+        batches.append(np.asarray(current, dtype=np.int64))
+    return batches
+
+
+def collate(sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device) -> dict[str, torch.Tensor]:
+    """Right-padded `input_ids` and `attention_mask` on `device`; sequence classifiers read the last non-pad token."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
+
+
+def predict_batch(model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device) -> np.ndarray:
+    """(n, 3) float64 probabilities (a, b, tie) of one batch, in the order given.
+
+    The softmax runs in float64 on the logits, so bfloat16 logits lose no more than their own rounding.
+    """
+    import torch
+
+    with torch.inference_mode():
+        logits = model(**collate(sequences, pad_id, device)).logits
+    return torch.softmax(logits.double(), dim=-1).cpu().numpy()
