@@ -3,8 +3,9 @@
 1. Bradley-Terry ratings vs the `arena-rank` package (lmarena's own implementation) on real arena votes:
    rank correlation, largest rating difference, sandwich interval widths; held-out "higher rating wins"
    accuracy and log losses for each tie model. arena-rank is optional (requirements-bench.txt).
-2. The model-aware predictor on arena-bench-pairs, folds grouped by prompt: out-of-fold log loss with and
-   without model names, and how well per-prompt leaderboards from its predictions match the judge's grades.
+2. The model-aware predictor on arena-bench-pairs, folds from the fold table (grouped by prompt), through the
+   cross-fit loop: out-of-fold log loss with and without model names (and of names-only Bradley-Terry), and
+   how well per-prompt leaderboards from its predictions match the judge's grades.
     python bench/leaderboard.py [--skip-predictor] [--skip-ratings] [--learning-rate 0.03] [--names-only]
 """
 
@@ -23,7 +24,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from competition.settings import LGBMConfig  # noqa: E402
+from competition.settings import CVConfig  # noqa: E402
 from models.leaderboard.battles import encode_models, read_battles  # noqa: E402
 from models.leaderboard.bradley_terry import ELO_PER_LOGIT, aggregate  # noqa: E402
 from models.leaderboard.ratings import evaluate_holdout, fit_ratings, rating_table  # noqa: E402
@@ -36,6 +37,7 @@ from models.leaderboard.settings import (  # noqa: E402
     PairData,
     PromptLeaderboardConfig,
 )
+from models.lgbm import LGBMConfig  # noqa: E402
 
 WELL_OBSERVED = 50  # battles; below this a rating is barely identified and optimisers stop in different places
 
@@ -73,7 +75,7 @@ def ratings_section(battles: str, seed: int) -> dict:
         name="bench",
         seed=seed,
         data=BattleData(battles=battles),
-        intervals=IntervalConfig(methods=("sandwich",)),
+        intervals=IntervalConfig(methods=("sandwich",), min_battles=0),  # every model's interval, as arena-rank gives
         holdout=HoldoutConfig(share=0.2),
     )
     frame = read_battles(battles)
@@ -121,7 +123,7 @@ def predictor_section(pairs: str, grades: str, seed: int, learning_rate: float, 
     from models.leaderboard.prompt import evaluate_predictor, load_pairs
 
     cfg = PromptLeaderboardConfig(
-        seed=seed, data=PairData(train=pairs, grades=grades), lgbm=LGBMConfig(learning_rate=learning_rate)
+        data=PairData(train=pairs, grades=grades), cv=CVConfig(seed=seed), lgbm=LGBMConfig(learning_rate=learning_rate)
     )
     start = time.perf_counter()
     result = evaluate_predictor(load_pairs(cfg), cfg, names_only=names_only)

@@ -117,7 +117,7 @@ def _check_plain_text(path: Path) -> None:
         raise InputError("not a CSV (binary content)", path)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv_checked(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise InputError("file not found", path)
     if path.is_dir():
@@ -174,7 +174,7 @@ def load_arena_csv(path: str | Path, require_labels: bool = False, max_rows: int
     Labels are parsed when all three label columns are present; `require_labels` makes them mandatory.
     """
     path = Path(path)
-    frame = _read_csv(path)
+    frame = read_csv_checked(path)
     required = [ID_COLUMN, *TEXT_COLUMNS, *(LABEL_COLUMNS if require_labels else ())]
     missing = [c for c in required if c not in frame.columns]
     if missing:

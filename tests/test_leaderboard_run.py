@@ -69,9 +69,11 @@ def test_run_writes_table_plot_and_summary_with_sensible_ratings(tmp_path):
     assert (table["sandwich_lower"] < table["rating"]).all() and (table["rating"] < table["bootstrap_upper"]).all()
     assert table["rank_ub"].tolist()[0] == 1
     assert 0.55 < result.holdout["higher_rated_wins"] < 0.8
-    for name in ("leaderboard.csv", "leaderboard.png", "summary.json", "config.toml"):
+    assert result.run_dir == tmp_path / "leaderboard" / "sample"
+    for name in ("leaderboard.csv", "leaderboard.png", "summary.json", "config.toml", "manifest.json"):
         assert (result.run_dir / name).exists()
     assert "holdout" in json.loads((result.run_dir / "summary.json").read_text())
+    assert not table["too_few_battles"].any()
 
 
 def test_anchor_model_gets_the_anchor_rating(tmp_path):
@@ -87,21 +89,37 @@ def test_anchor_model_gets_the_anchor_rating(tmp_path):
 
 def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, capsys):
     path = battles_csv(tmp_path / "battles.csv", n=600)
-    argv = [
-        "leaderboard",
-        "--train",
-        str(path),
-        "--set",
-        f"runs_dir={str(tmp_path)!r}",
-        "--tie-model",
-        "davidson",
-        "--bootstrap",
-        "0",
-    ]
+    argv = ["leaderboard", "--train", str(path), "--out", str(tmp_path / "lb"), "--tie-model", "davidson", "--bootstrap", "0"]
     assert cli_main(argv) == 0
-    assert (tmp_path / "leaderboard" / "sample" / "leaderboard.csv").exists()
-    assert cli_main(["leaderboard", "--train", str(tmp_path / "missing.csv")]) == 2
-    assert "battles file not found" in capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "lb" / "leaderboard.csv")
+    assert "sandwich_lower" in table and "bootstrap_lower" not in table
+    assert json.loads((tmp_path / "lb" / "manifest.json").read_text())["kind"] == "leaderboard"
+    assert cli_main(["leaderboard", "--train", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "lb2")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert not (tmp_path / "lb2").exists()
+    assert cli_main(["leaderboard", "--train", str(path), "--set", f"runs_dir={str(tmp_path)!r}", "--name", "named"]) == 0
+    assert (tmp_path / "leaderboard" / "named" / "leaderboard.csv").exists()
+
+
+def test_a_model_with_too_few_battles_gets_no_interval_and_no_rank(tmp_path):
+    """Two battles do not identify a rating: the sandwich would still give a narrow interval, so none is reported."""
+    path = battles_csv(tmp_path / "battles.csv", n=1500)
+    frame = pd.read_csv(path)
+    rare = pd.DataFrame(
+        {"id": ["x1", "x2"], "model_a": ["rare", "alpha"], "model_b": ["beta", "rare"], "winner": ["model_a", "tie"]}
+    )
+    pd.concat([frame, rare]).to_csv(path, index=False)
+    sets = [f"data.battles={str(path)!r}", "intervals.bootstrap_rounds=20", "holdout.share=0"]
+    table = run(load_config(LeaderboardConfig, None, sets), write=False).table.set_index("model")
+    assert table.loc["rare", "battles"] == 2 and table.loc["rare", "too_few_battles"]
+    for column in ("sandwich_lower", "sandwich_upper", "bootstrap_lower", "bootstrap_upper"):
+        assert np.isnan(table.loc["rare", column])
+        assert table.drop(index="rare")[column].notna().all()
+    assert pd.isna(table.loc["rare", "rank_ub"]) and table.drop(index="rare")["rank_ub"].notna().all()
+    assert np.isfinite(table.loc["rare", "rating"])
+    # with the threshold at 0 the (misleadingly narrow) interval is shown
+    shown = run(load_config(LeaderboardConfig, None, [*sets, "intervals.min_battles=0"]), write=False).table.set_index("model")
+    assert not shown["too_few_battles"].any() and np.isfinite(shown.loc["rare", "sandwich_lower"])
 
 
 def test_table_is_invariant_to_swapping_sides_and_renaming_models_in_the_file(tmp_path):
@@ -138,9 +156,10 @@ def test_table_is_invariant_to_swapping_sides_and_renaming_models_in_the_file(tm
 )
 def test_bad_settings_are_one_line_errors_before_any_fit(tmp_path, capsys, setting, message):
     path = battles_csv(tmp_path / "battles.csv", n=200)
-    assert cli_main(["leaderboard", "--train", str(path), "--set", setting, "--set", f"runs_dir={str(tmp_path)!r}"]) == 2
+    assert cli_main(["leaderboard", "--train", str(path), "--set", setting, "--out", str(tmp_path / "lb")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "lb").exists()
 
 
 def test_label_columns_must_be_one_hot(tmp_path):

@@ -102,13 +102,16 @@ def test_route_command_end_to_end_on_a_tiny_graded_set(tmp_path, capsys):
         tmp_path / "new.csv", index=False
     )
     sets = [
-        f"data.grades={str(tmp_path / 'grades.csv')!r}",
         f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
         f"runs_dir={str(tmp_path)!r}",
+        f"cv.fold_dir={str(tmp_path / 'folds')!r}",
     ]
-    argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--test", str(tmp_path / "new.csv"), "--folds", "4"]
+    argv = ["route", "--train", str(tmp_path / "pairs.csv"), "--grades", str(tmp_path / "grades.csv")]
+    argv += ["--test", str(tmp_path / "new.csv"), "--folds", "4"]
     assert cli_main(argv + [a for s in sets for a in ("--set", s)]) == 0
     out = tmp_path / "routing" / "sample"
+    assert json.loads((out / "manifest.json").read_text())["kind"] == "routing"
+    assert len(list((tmp_path / "folds").glob("folds-*-k4-s42.parquet"))) == 1  # the fold table, written once
     summary = json.loads((out / "summary.json").read_text())
     assert summary["router_at_budget"]["mean_cost"] <= summary["budget_per_prompt"] + 1e-9
     assert summary["router_share_of_oracle_gain_at_budget"] > summary["means_only_share_of_oracle_gain_at_budget"]
@@ -121,7 +124,7 @@ def test_route_command_end_to_end_on_a_tiny_graded_set(tmp_path, capsys):
     oracle = curve[curve["policy"] == "oracle"].set_index("budget")["mean_grade"]
     router = curve[curve["policy"] == "router"].set_index("budget")["mean_grade"]
     assert (oracle >= router - 1e-9).all()
-    for name in ("curve.csv", "curve.png", "decisions.csv", "routed.csv", "config.toml"):
+    for name in ("curve.csv", "curve.png", "decisions.csv", "routed.csv", "config.toml", "manifest.json"):
         assert (out / name).exists()
     routed = pd.read_csv(out / "routed.csv")
     assert routed["cost"].mean() <= summary["budget_per_prompt"] + 1e-9
@@ -138,11 +141,13 @@ def test_missing_cost_is_reported_in_one_line(tmp_path, capsys):
         f"data.grades={str(tmp_path / 'grades.csv')!r}",
         "--set",
         f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
-        "--set",
-        f"runs_dir={str(tmp_path)!r}",
+        "--out",
+        str(tmp_path / "route"),
     ]
     assert cli_main(argv) == 2
-    assert "no cost for model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no cost for model" in err and "costs.toml" in err
+    assert not (tmp_path / "route").exists()
 
 
 def pairs_from_grades(tmp_path):
@@ -180,7 +185,8 @@ def test_without_grades_the_quality_is_each_models_win_share_on_the_prompt(tmp_p
     sets = [
         f"data.prompts={str(pairs_from_grades(tmp_path))!r}",
         f"router.costs_file={str(tmp_path / 'costs.toml')!r}",
-        "folds=4",
+        "cv.folds=4",
+        "cv.fold_dir=''",
     ]
     cfg = load_config(RoutingConfig, None, sets)
     data = load_graded(cfg)
@@ -202,7 +208,8 @@ def test_unknown_candidate_model_is_reported_in_one_line(tmp_path, capsys):
         "--train",
         str(tmp_path / "pairs.csv"),
         "--models",
-        "cheap,gpt-9",
+        "cheap",
+        "gpt-9",
         "--set",
         f"data.grades={str(tmp_path / 'grades.csv')!r}",
         "--set",
@@ -211,3 +218,19 @@ def test_unknown_candidate_model_is_reported_in_one_line(tmp_path, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert "unknown model 'gpt-9'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_quality_folds_come_from_the_fold_table(tmp_path):
+    """Routing's fold loop reads the fold table: prompts never straddle folds, and the table equals the one
+    `fold_table` makes for these prompts (the same split the old per-stage assign_folds made)."""
+    from competition.folds import assign_folds, fold_table
+    from models.routing.evaluate import load_graded, prompt_folds
+    from models.routing.settings import RoutingConfig
+
+    write_graded(tmp_path)
+    sets = [f"data.grades={str(tmp_path / 'grades.csv')!r}", f"data.prompts={str(tmp_path / 'pairs.csv')!r}", "cv.fold_dir=''"]
+    cfg = load_config(RoutingConfig, None, sets)
+    data = load_graded(cfg)
+    folds = prompt_folds(data, cfg)
+    assert np.array_equal(folds, fold_table(data.ids, data.ids, None, 5, 42, None)["fold"].to_numpy())
+    assert np.array_equal(folds, assign_folds(None, pd.Series(data.ids), 5, 42))

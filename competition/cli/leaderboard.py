@@ -1,86 +1,86 @@
-"""CLI of `leaderboard` (Bradley-Terry from battles) and `prompt-leaderboard` (one prompt, predicted)."""
+"""leaderboard (Bradley-Terry from battles) and prompt-leaderboard (one prompt, predicted): commands over
+models/leaderboard/."""
 
 from __future__ import annotations
 
 import argparse
 
-from competition.cli import add_common_arguments
-from competition.config import load_config
-from competition.errors import InputError
-from competition.report import print_mapping, print_table
+from competition.cli.flags import CONFIG, FOLDS, MAX_ROWS, NAME, OUT, SEED, SET, TEST, TRAIN, Flag, config_from_args
+from competition.report import console, print_mapping, print_table
+from models.leaderboard.bradley_terry import TIE_MODELS
+
+BATTLES = Flag("--train", "data.battles", "battles CSV: model_a, model_b and winner (or the Kaggle label columns)")
+TIE_MODEL = Flag("--tie-model", "fit.tie_model", "how ties enter the likelihood", choices=TIE_MODELS)
+BOOTSTRAP = Flag("--bootstrap", "intervals.bootstrap_rounds", "bootstrap rounds (0: sandwich intervals only)", type=int)
+RATING_SEED = Flag("--seed", "seed", "random seed of the held-out split and the bootstrap", type=int)
+PROMPT_ID = Flag("--prompt-id", "prompt_id", "question_id of the prompt in --train (without that column: the prompt hash)")
+PROMPT = Flag("--prompt", "prompt", "prompt text; it must occur in --train (its answers are needed)")
+ROW = Flag("--row", "row", "row (from 1) of --test whose prompt to rank models for", type=int)
+MODELS = Flag("--models", "models", "models to rank (default: every model that answered)", nargs="+")
+GRADES = Flag("--grades", "data.grades", "CSV of question_id, model, grade to compare the ranking with")
+EVALUATE = Flag("--evaluate", "evaluate", "also measure the model-aware predictor out of fold", action="store_true")
+FLAGS = {
+    "leaderboard": (CONFIG, BATTLES, OUT, NAME, TIE_MODEL, BOOTSTRAP, RATING_SEED, MAX_ROWS, SET),
+    "prompt-leaderboard": (
+        CONFIG,
+        TRAIN,
+        TEST,
+        GRADES,
+        OUT,
+        NAME,
+        PROMPT_ID,
+        PROMPT,
+        ROW,
+        MODELS,
+        EVALUATE,
+        FOLDS,
+        SEED,
+        MAX_ROWS,
+        SET,
+    ),
+}
 
 
-def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    add_common_arguments(parser)
-    if command == "leaderboard":
-        parser.add_argument("--tie-model", choices=("half", "rao-kupper", "davidson"), help="how ties enter the likelihood")
-        parser.add_argument("--bootstrap", type=int, help="bootstrap rounds (0 keeps only the sandwich intervals)")
-    else:
-        which = parser.add_mutually_exclusive_group()
-        which.add_argument(
-            "--prompt-id",
-            help="question_id of the prompt in the training file (without that column: the prompt hash the output names)",
-        )
-        which.add_argument("--prompt", help="prompt text; it must occur in the training file (its answers are needed)")
-        which.add_argument("--row", type=int, help="row (from 1) of --test whose prompt to rank models for")
-        parser.add_argument("--models", help="comma-separated models to rank (default: every model that answered)")
-        parser.add_argument("--evaluate", action="store_true", help="also measure the model-aware predictor out of fold")
+def run_leaderboard(args: argparse.Namespace) -> int:
+    from models.leaderboard.ratings import run
+    from models.leaderboard.settings import LeaderboardConfig
+
+    cfg = config_from_args(LeaderboardConfig, args, FLAGS["leaderboard"])
+    result = run(cfg)
+    first = cfg.intervals.active[0] if cfg.intervals.active else None
+    columns = (
+        ["rank_ub", "model", "rating", f"{first}_lower", f"{first}_upper", "battles"] if first else ["model", "rating", "battles"]
+    )
+    shown = result.table[columns].head(25).round(1)
+    print_table(f"Bradley-Terry leaderboard ({cfg.fit.tie_model} ties), top {len(shown)} of {len(result.table)}", shown, digits=1)
+    if result.holdout:
+        print_mapping(f"held-out battles ({cfg.holdout.split} split, {cfg.holdout.share:.0%})", result.holdout)
+    console.print(f"wrote {result.run_dir}")
+    return 0
 
 
-def _overrides(args: argparse.Namespace, data_key: str) -> list[str]:
-    sets = list(args.set)
-    pairs = {f"data.{data_key}": args.train, "data.max_rows": args.max_rows, "seed": args.seed, "name": args.out}
-    sets += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in pairs.items() if v is not None]
-    if getattr(args, "tie_model", None):
-        sets.append(f"fit.tie_model={args.tie_model!r}")
-    if getattr(args, "bootstrap", None) is not None:
-        sets.append(f"intervals.bootstrap_rounds={args.bootstrap}")
-        if args.bootstrap == 0:
-            sets.append('intervals.methods=["sandwich"]')
-    if getattr(args, "folds", None) is not None and data_key == "train":
-        sets.append(f"folds={args.folds}")
-    return sets
-
-
-def main(args: argparse.Namespace) -> int:
-    if args.command == "leaderboard":
-        from models.leaderboard.ratings import run
-        from models.leaderboard.settings import LeaderboardConfig
-
-        cfg = load_config(LeaderboardConfig, args.config, _overrides(args, "battles"))
-        result = run(cfg)
-        first = cfg.intervals.methods[0] if cfg.intervals.methods else None
-        columns = (
-            ["rank_ub", "model", "rating", f"{first}_lower", f"{first}_upper", "battles"]
-            if first
-            else ["model", "rating", "battles"]
-        )
-        shown = result.table[columns].head(25).round(1)
-        print_table(
-            f"Bradley-Terry leaderboard ({cfg.fit.tie_model} ties), top {len(shown)} of {len(result.table)}", shown, digits=1
-        )
-        if result.holdout:
-            print_mapping(f"held-out battles ({cfg.holdout.split} split, {cfg.holdout.share:.0%})", result.holdout)
-        print(f"wrote {result.run_dir}")
-        return 0
+def run_prompt(args: argparse.Namespace) -> int:
     from models.leaderboard.prompt import run_prompt_leaderboard
     from models.leaderboard.settings import PromptLeaderboardConfig
 
-    cfg = load_config(PromptLeaderboardConfig, args.config, _overrides(args, "train"))
-    models = tuple(m.strip() for m in args.models.split(",")) if args.models else None
-    if args.row is not None and not args.test:
-        raise InputError("--row needs --test (the CSV whose row holds the prompt)")
-    result = run_prompt_leaderboard(
-        cfg,
-        prompt_id=args.prompt_id,
-        prompt_text=args.prompt,
-        test_path=args.test,
-        row=args.row,
-        models=models,
-        evaluate=args.evaluate,
-    )
+    cfg = config_from_args(PromptLeaderboardConfig, args, FLAGS["prompt-leaderboard"])
+    result = run_prompt_leaderboard(cfg)
     print_table(f"predicted leaderboard for prompt {result.prompt_key}", result.table, digits=3)
     if result.evaluation:
-        print_mapping("model-aware predictor, out of fold (grouped by prompt)", result.evaluation)
-    print(f"wrote {result.run_dir}")
+        print_mapping("model-aware predictor, out of fold (grouped by prompt)", flatten(result.evaluation))
+    console.print(f"wrote {result.run_dir}")
     return 0
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key} / ")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_leaderboard(args) if args.command == "leaderboard" else run_prompt(args)

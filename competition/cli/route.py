@@ -1,42 +1,28 @@
-"""CLI of `route`: evaluate routing out of fold on graded prompts; with --test, also route new prompts."""
+"""route: evaluate routing out of fold on graded prompts; with --test, also route new prompts (models/routing/)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 import pandas as pd
 
-from competition.cli import add_common_arguments
-from competition.config import load_config
-from competition.report import print_table
+from competition.cli.flags import CONFIG, FOLDS, NAME, OUT, SEED, SET, TEST, Flag, config_from_args
+from competition.report import console, print_table
 
-
-def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--budget", type=float, help="mean cost per prompt (default: half the best single model's cost)")
-    parser.add_argument("--lam", type=float, help="route by quality − lam·cost instead of a budget (for --test)")
-    parser.add_argument("--models", help="comma-separated candidate models (default: every model in the data)")
+PROMPTS = Flag("--train", "data.prompts", "pairs CSV: prompt texts (and, without --grades, models and labels)")
+GRADES = Flag("--grades", "data.grades", "CSV of question_id, model, grade (default: per-prompt win shares from --train)")
+BUDGET = Flag("--budget", "router.budget", "mean cost per prompt (default: half the best single model's cost)", type=float)
+LAM = Flag("--lam", "router.lam", "route --test prompts by quality − lam·cost instead of a budget", type=float)
+MODELS = Flag("--models", "router.models", "candidate models (default: every model in the data)", nargs="+")
+COSTS = Flag("--costs", "router.costs_file", "TOML table: model = cost per request")
+FLAGS = {"route": (CONFIG, PROMPTS, GRADES, TEST, OUT, NAME, BUDGET, LAM, MODELS, COSTS, FOLDS, SEED, SET)}
 
 
 def main(args: argparse.Namespace) -> int:
     from models.routing.evaluate import run
     from models.routing.settings import RoutingConfig
 
-    sets = list(args.set)
-    pairs = {
-        "data.prompts": args.train,
-        "data.test": args.test,
-        "folds": args.folds,
-        "seed": args.seed,
-        "name": args.out,
-        "router.budget": args.budget,
-        "router.lam": args.lam,
-    }
-    sets += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in pairs.items() if v is not None]
-    if args.models:
-        sets.append(f"router.models={json.dumps([m.strip() for m in args.models.split(',') if m.strip()])}")
-    cfg = load_config(RoutingConfig, args.config, sets)
+    cfg = config_from_args(RoutingConfig, args, FLAGS["route"])
     result = run(cfg)
     s = result["summary"]
     rows = [
@@ -57,12 +43,12 @@ def main(args: argparse.Namespace) -> int:
     )
     print_table(f"routing, out of fold, budget {s['budget_per_prompt']:g} per prompt", table, digits=3)
     share = s["router_share_of_oracle_gain_at_budget"]
-    print(
+    console.print(
         f"router's share of the oracle's gain over the cheapest model at this budget: {share:.3f}"
         if share is not None
         else "oracle gains nothing here"
     )
     if result["routed"] is not None:
-        print(result["routed"]["model"].value_counts().to_string())
-    print(f"wrote {s['run_dir']}")
+        console.print(result["routed"]["model"].value_counts().to_string())
+    console.print(f"wrote {s['run_dir']}")
     return 0

@@ -15,6 +15,7 @@ import pandas as pd
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS
 from data.loader import labels_from_columns
+from models.leaderboard.files import check_model_names, check_unique_ids, read_columns
 
 log = logging.getLogger(__name__)
 WINNER_OUTCOMES = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5}
@@ -30,6 +31,8 @@ def outcomes_from_frame(frame: pd.DataFrame, both_bad: str = "tie", path: str | 
     for col in ("model_a", "model_b"):
         if col not in frame.columns:
             raise InputError("battles need model_a and model_b columns", path, column=col)
+    check_model_names(frame, path)
+    check_unique_ids(frame, path)
     out = frame.copy()
     if "winner" in frame.columns:
         winner = frame["winner"].astype(str).str.strip()
@@ -61,17 +64,16 @@ def outcomes_from_frame(frame: pd.DataFrame, both_bad: str = "tie", path: str | 
 
 
 def read_battles(path: str | Path, both_bad: str = "tie", max_rows: int | None = None) -> pd.DataFrame:
-    """Reads only the columns a rating needs (fast on large exports without texts)."""
+    """Reads the columns a rating needs; a file the fit cannot use is one line naming file, row and column."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("battles file not found", path)
-    header = pd.read_csv(path, nrows=0).columns
-    wanted = [c for c in ("id", "model_a", "model_b", "winner", *LABEL_COLUMNS) if c in header]
-    frame = pd.read_csv(path, usecols=wanted, dtype=str, nrows=max_rows, keep_default_na=False)
-    if len(frame) == 0:
-        raise InputError("no battles in file", path)
-    if "winner" not in frame.columns and all(c in frame.columns for c in LABEL_COLUMNS):
-        frame["label"] = labels_from_columns(frame, path)  # one-hot 0/1 checked, bad rows named
+    frame = read_columns(path, ("model_a", "model_b"), ("id", "winner", *LABEL_COLUMNS))
+    if max_rows is not None:
+        frame = frame.iloc[:max_rows]
+    if "winner" not in frame.columns:
+        missing = [c for c in LABEL_COLUMNS if c not in frame.columns]
+        if missing:
+            raise InputError("battles need a `winner` column or the three label columns", path, column=missing[0])
+        frame = frame.assign(label=labels_from_columns(frame, path))  # one-hot 0/1 checked, bad rows named
     return outcomes_from_frame(frame, both_bad, path)
 
 

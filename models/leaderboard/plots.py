@@ -22,17 +22,22 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 def plot_ratings(table: pd.DataFrame, method: str | None, level: float, path: str | Path) -> Path:
-    """Ratings best-on-top with their intervals."""
-    ordered = table.sort_values("rating")
+    """Ratings best-on-top with their intervals; models with too few battles for one are hollow, without a bar."""
+    ordered = table.sort_values("rating").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(ordered) + 1.2))
     y = np.arange(len(ordered))
+    few = ordered["too_few_battles"].to_numpy(bool) if "too_few_battles" in ordered else np.zeros(len(ordered), bool)
     if method is not None:
-        err = np.vstack([ordered["rating"] - ordered[f"{method}_lower"], ordered[f"{method}_upper"] - ordered["rating"]])
-        ax.errorbar(ordered["rating"], y, xerr=err, fmt="o", ms=3, capsize=2)
+        rated = ordered[~few]
+        err = np.vstack([rated["rating"] - rated[f"{method}_lower"], rated[f"{method}_upper"] - rated["rating"]])
+        ax.errorbar(rated["rating"], y[~few], xerr=err, fmt="o", ms=3, capsize=2)
         ax.set_title(f"Bradley-Terry ratings, {level:.0%} {method} intervals")
     else:
-        ax.plot(ordered["rating"], y, "o", ms=3)
+        ax.plot(ordered["rating"][~few], y[~few], "o", ms=3)
         ax.set_title("Bradley-Terry ratings")
+    if few.any():
+        ax.plot(ordered["rating"][few], y[few], "o", ms=4, mfc="none", color="grey", label="too few battles: no interval")
+        ax.legend(fontsize=7, loc="lower right")
     ax.set_yticks(y, ordered["model"], fontsize=7)
     ax.set_xlabel("rating (400 points = 10x odds)")
     ax.grid(axis="x", alpha=0.3)

@@ -5,7 +5,7 @@ The predictor is the spine's LightGBM (`LGBMPreference`) over the registry's fea
 prompt needs each model's answer to that prompt: they are taken from the training file's rows for that
 prompt (arena-bench-pairs holds every model's answer for every prompt). The predictor is trained on the
 other prompts only, then every pair of models is predicted and Bradley-Terry is fitted to the predicted
-pairwise win matrix (ties count half).
+pairwise win matrix (ties count half). Out-of-fold figures come from the cross-fit loop over the fold table.
 """
 
 from __future__ import annotations
@@ -20,21 +20,23 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-from competition.atomic import write_atomic, write_text_atomic
 from competition.config import save_config
+from competition.crossfit import cross_fit
 from competition.errors import InputError
-from competition.folds import assign_folds, normalise_prompt, prompt_groups
+from competition.folds import fold_table, normalise_prompt, prompt_groups
 from competition.metric import score_report
-from competition.progress import progress
+from competition.rundir import check_outputs, safe_name, staged_unit
 from data.loader import load_arena_csv
-from features.registry import build_features
-from models.leaderboard.battles import encode_models
-from models.leaderboard.bradley_terry import ELO_PER_LOGIT, BradleyTerry, aggregate
+from features.registry import FeatureConfig, attach_features
+from models.leaderboard.bradley_terry import ELO_PER_LOGIT, BradleyTerry
+from models.leaderboard.files import check_model_names, read_grades
+from models.leaderboard.names import NamesBradleyTerry
 from models.leaderboard.plots import plot_win_matrix
 from models.leaderboard.settings import PromptLeaderboardConfig
 from models.lgbm import LGBMPreference
 
 log = logging.getLogger(__name__)
+RUN_KIND = "prompt-leaderboard"
 
 
 @dataclass
@@ -47,29 +49,55 @@ class PromptLeaderboard:
 
 
 def feature_groups(cfg: PromptLeaderboardConfig, with_names: bool = True) -> tuple[str, ...]:
-    groups = tuple(g for g in cfg.groups if g != "model_names")
+    groups = tuple(g for g in cfg.features.groups if g != "model_names")
     return groups + ("model_names",) if with_names else groups
+
+
+def predictor(cfg: PromptLeaderboardConfig, seed: int, with_names: bool = True) -> LGBMPreference:
+    """The (model-aware) LightGBM; it reads attached feature columns, and builds them uncached for new pairs."""
+    return LGBMPreference(cfg.lgbm, FeatureConfig(feature_groups(cfg, with_names), None), seed=seed)
 
 
 def load_pairs(cfg: PromptLeaderboardConfig) -> pd.DataFrame:
     frame = load_arena_csv(cfg.data.train, require_labels=True, max_rows=cfg.data.max_rows)
-    if "model_a" not in frame.columns:
-        raise InputError("a model-aware predictor needs model_a/model_b columns", cfg.data.train, column="model_a")
+    if "model_a" not in frame.columns or "model_b" not in frame.columns:
+        column = "model_a" if "model_a" not in frame.columns else "model_b"
+        raise InputError("a model-aware predictor needs model_a/model_b columns", cfg.data.train, column=column)
+    check_model_names(frame, cfg.data.train)
     frame["group"] = prompt_groups(frame).to_numpy()
     return frame
 
 
-def out_of_fold(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, with_names: bool) -> np.ndarray:
-    """(n, 3) out-of-fold probabilities, folds grouped by prompt."""
-    X = build_features(frame, feature_groups(cfg, with_names), cfg.cache_dir)
-    y, groups = frame["label"].to_numpy(), frame["group"].to_numpy()
-    folds = assign_folds(y, frame["group"], cfg.folds, cfg.seed)
-    oof = np.zeros((len(frame), 3))
-    for fold in progress(range(cfg.folds), f"folds ({'with' if with_names else 'without'} model names)"):
-        fit, held = folds != fold, folds == fold
-        model = LGBMPreference(cfg.lgbm, seed=cfg.seed + fold).fit(X[fit], y[fit], groups[fit])
-        oof[held] = model.predict_proba(X[held])
-    return oof
+def pair_folds(frame: pd.DataFrame, cfg: PromptLeaderboardConfig) -> np.ndarray:
+    """The fold of every pair, from the fold table (grouped by prompt, label-stratified, written once)."""
+    table = fold_table(frame["id"], frame["group"], frame["label"].to_numpy(), cfg.cv.folds, cfg.cv.seed, cfg.cv.fold_dir)
+    return table["fold"].to_numpy()
+
+
+def out_of_fold(attached: pd.DataFrame, folds: np.ndarray, cfg: PromptLeaderboardConfig, with_names: bool) -> np.ndarray:
+    """(n, 3) out-of-fold probabilities of the LightGBM predictor; `attached` carries the feature columns."""
+    result = cross_fit(
+        lambda fold: predictor(cfg, cfg.cv.seed + fold, with_names),
+        attached,
+        attached["label"].to_numpy(),
+        folds,
+        attached["group"].to_numpy(),
+        description=f"folds ({'with' if with_names else 'without'} model names)",
+    )
+    return result.oof
+
+
+def names_only_out_of_fold(frame: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
+    """(n, 3) out-of-fold probabilities of the global leaderboard alone: Davidson Bradley-Terry on the model names."""
+    result = cross_fit(
+        lambda fold: NamesBradleyTerry("davidson"),
+        frame,
+        frame["label"].to_numpy(),
+        folds,
+        frame["group"].to_numpy(),
+        description="folds (names only)",
+    )
+    return result.oof
 
 
 def per_prompt_rank_agreement(frame: pd.DataFrame, probs: np.ndarray, grades: pd.DataFrame) -> dict[str, float]:
@@ -89,42 +117,23 @@ def per_prompt_rank_agreement(frame: pd.DataFrame, probs: np.ndarray, grades: pd
     return {"prompts": len(correlations), "mean_spearman_vs_grades": float(np.nanmean(correlations))}
 
 
-def names_only_out_of_fold(frame: pd.DataFrame, cfg: PromptLeaderboardConfig) -> np.ndarray:
-    """(n, 3) out-of-fold probabilities of the global leaderboard alone: Davidson Bradley-Terry on the model names.
-
-    The baseline a model-aware predictor must beat: the same ranking for every prompt, no texts.
-    """
-    y = frame["label"].to_numpy()
-    folds = assign_folds(y, frame["group"], cfg.folds, cfg.seed)
-    outcome = np.array([1.0, 0.0, 0.5])[y]
-    oof = np.zeros((len(frame), 3))
-    for fold in range(cfg.folds):
-        fit, held = folds != fold, folds == fold
-        a, b, names = encode_models(frame[fit])
-        model = BradleyTerry(len(names), "davidson").fit(*aggregate(a, b, outcome[fit]))
-        a, b, _ = encode_models(frame[held], names)
-        known = (a >= 0) & (b >= 0)
-        tie = model.tie_rate_
-        part = np.tile([(1 - tie) / 2, (1 - tie) / 2, tie], (int(held.sum()), 1))  # a model never seen in training
-        part[known] = model.predict_proba(a[known], b[known])
-        oof[held] = part
-    return oof
-
-
-def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, names_only: bool = False) -> dict:
+def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, names_only: bool = False, grades=None) -> dict:
     """Out-of-fold log loss with and without model names (and of the names-only global leaderboard), grouped by
     prompt; with grades, how well per-prompt leaderboards built from each one's predictions match the grades.
 
     `names_only` computes the Bradley-Terry baseline alone (seconds instead of LightGBM's minutes).
     """
-    result: dict = {"rows": len(frame), "prompts": int(frame["group"].nunique()), "folds": cfg.folds}
+    result: dict = {"rows": len(frame), "prompts": int(frame["group"].nunique()), "folds": cfg.cv.folds}
     y = frame["label"].to_numpy()
-    grades = pd.read_csv(cfg.data.grades, dtype={"question_id": str}) if cfg.data.grades else None
-    runs = {"names_only_bradley_terry": lambda: names_only_out_of_fold(frame, cfg)}
+    if grades is None and cfg.data.grades:
+        grades = read_grades(cfg.data.grades)
+    folds = pair_folds(frame, cfg)
+    runs = {"names_only_bradley_terry": lambda: names_only_out_of_fold(frame, folds)}
     if not names_only:
+        attached = attach_features(frame, feature_groups(cfg), cfg.features.cache_dir)
         runs |= {
-            "without_model_names": lambda: out_of_fold(frame, cfg, with_names=False),
-            "with_model_names": lambda: out_of_fold(frame, cfg, with_names=True),
+            "without_model_names": lambda: out_of_fold(attached, folds, cfg, with_names=False),
+            "with_model_names": lambda: out_of_fold(attached, folds, cfg, with_names=True),
         }
     for tag, predict in runs.items():
         oof = predict()
@@ -134,22 +143,33 @@ def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, names_
     return result
 
 
-def find_prompt(frame: pd.DataFrame, prompt_id: str | None, prompt_text: list[str | None] | None) -> str:
-    """The group key of the prompt, by question_id or by (normalised) text."""
-    if prompt_id is not None:
-        if prompt_id not in set(frame["group"]):
+def find_prompt(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, turns: list[str | None] | None) -> str:
+    """The group key of the prompt, by question_id (or prompt hash) or by (normalised) text."""
+    if cfg.prompt_id:
+        if cfg.prompt_id not in set(frame["group"]):
             examples = ", ".join(frame["group"].drop_duplicates().head(3))
             raise InputError(
-                f"prompt id {prompt_id!r} is not in the training file (ids are question_id, else a hash of the prompt; e.g. {examples})"
+                f"prompt id {cfg.prompt_id!r} is not in this file (ids are question_id, else a hash of the prompt; e.g. {examples})",
+                cfg.data.train,
             )
-        return prompt_id
-    if prompt_text is None:
-        raise InputError("name a prompt: --prompt-id, --prompt or --row with --test")
-    wanted = normalise_prompt(prompt_text)
+        return cfg.prompt_id
+    wanted = normalise_prompt(turns or [])
     matches = frame.loc[frame["prompt"].map(normalise_prompt) == wanted, "group"]
     if matches.empty:
-        raise InputError("this prompt is not in the training file; a per-prompt leaderboard needs every model's answer to it")
+        raise InputError(
+            "this prompt is not in the file; a per-prompt leaderboard needs every model's answer to it", cfg.data.train
+        )
     return str(matches.iloc[0])
+
+
+def chosen_prompt_text(cfg: PromptLeaderboardConfig) -> list[str | None] | None:
+    """The prompt's turns when it is named by text or by a row of data.test (None when named by id)."""
+    if cfg.row is None:
+        return [cfg.prompt] if cfg.prompt else None
+    test = load_arena_csv(cfg.data.test)
+    if cfg.row > len(test):
+        raise InputError(f"row must be between 1 and {len(test)}", cfg.data.test, cfg.row)
+    return test["prompt"].iloc[cfg.row - 1]
 
 
 def answers_for(frame: pd.DataFrame, key: str) -> tuple[list[str | None], dict[str, list[str | None]]]:
@@ -160,9 +180,7 @@ def answers_for(frame: pd.DataFrame, key: str) -> tuple[list[str | None], dict[s
     return rows["prompt"].iloc[0], answers
 
 
-def rank_models(
-    model: LGBMPreference, groups: tuple[str, ...], prompt: list, answers: dict[str, list], names: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
+def rank_models(model: LGBMPreference, prompt: list, answers: dict[str, list], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(Bradley-Terry logits, matrix of P(row beats column)) from predicted probabilities of every pair."""
     pairs = list(combinations(range(len(names)), 2))
     frame = pd.DataFrame(
@@ -175,7 +193,7 @@ def rank_models(
             "model_b": [names[j] for _, j in pairs],
         }
     )
-    probs = model.predict_proba(build_features(frame, groups))  # averaged over both orders inside
+    probs = model.predict_proba(frame)  # features built inside; averaged over both orders
     i, j = np.array(pairs).T
     wins = probs[:, 0] + 0.5 * probs[:, 2]
     matrix = np.full((len(names), len(names)), 0.5)
@@ -183,60 +201,59 @@ def rank_models(
     return BradleyTerry(len(names)).fit(i, j, wins).ratings_, matrix
 
 
-def run_prompt_leaderboard(
-    cfg: PromptLeaderboardConfig,
-    prompt_id: str | None = None,
-    prompt_text: str | None = None,
-    test_path: str | None = None,
-    row: int | None = None,
-    models: tuple[str, ...] | None = None,
-    evaluate: bool = False,
-    write: bool = True,
-) -> PromptLeaderboard:
+def check_request(cfg: PromptLeaderboardConfig) -> None:
+    """What can be refused before any file is read."""
+    if not (cfg.prompt_id or cfg.prompt or cfg.row):
+        raise InputError("name a prompt: --prompt-id, --prompt or --row with --test")
+    if cfg.row is not None and not cfg.data.test:
+        raise InputError("--row needs --test (the CSV whose row holds the prompt)")
+
+
+def run_prompt_leaderboard(cfg: PromptLeaderboardConfig, write: bool = True) -> PromptLeaderboard:
+    """Ranks the models of one prompt with the predictor trained on every other prompt; with `write`, one unit."""
+    check_request(cfg)
+    if write:
+        check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, RUN_KIND)
+    grades = read_grades(cfg.data.grades) if cfg.data.grades else None
+    turns = chosen_prompt_text(cfg)
     frame = load_pairs(cfg)
-    turns = [prompt_text] if prompt_text is not None else None
-    if row is not None:
-        test = load_arena_csv(test_path)
-        if not 1 <= row <= len(test):
-            raise InputError(f"row must be between 1 and {len(test)}", test_path, row)
-        turns = test["prompt"].iloc[row - 1]
-    key = find_prompt(frame, prompt_id, turns)
+    key = find_prompt(frame, cfg, turns)
     prompt, answers = answers_for(frame, key)
-    names = sorted(answers) if models is None else list(models)
+    names = sorted(answers) if not cfg.models else list(cfg.models)
     unknown = [m for m in names if m not in answers]
     if unknown:
         raise InputError(f"model {unknown[0]!r} has no answer to this prompt (answered: {', '.join(sorted(answers))})")
     if len(names) < 2:
-        raise InputError("rank at least two models")
-    groups = feature_groups(cfg)
+        raise InputError("rank at least two models (this prompt has fewer answers)", cfg.data.train)
     # Features of the whole file (cached across prompts), then the rows of every other prompt: this one stays unseen.
-    others = (frame["group"] != key).to_numpy()
-    X = build_features(frame, groups, cfg.cache_dir)[others]
-    predictor = LGBMPreference(cfg.lgbm, seed=cfg.seed).fit(
-        X, frame["label"].to_numpy()[others], frame["group"].to_numpy()[others]
+    attached = attach_features(frame, feature_groups(cfg), cfg.features.cache_dir)
+    others = np.flatnonzero((frame["group"] != key).to_numpy())
+    model = predictor(cfg, cfg.cv.seed).fit(
+        attached.iloc[others], frame["label"].to_numpy()[others], frame["group"].to_numpy()[others]
     )
-    logits, matrix = rank_models(predictor, groups, prompt, answers, names)
+    logits, matrix = rank_models(model, prompt, answers, names)
     table = pd.DataFrame(
         {"model": names, "score": 1000.0 + ELO_PER_LOGIT * logits, "mean_win_prob": (matrix.sum(axis=1) - 0.5) / (len(names) - 1)}
     )
-    if cfg.data.grades:
-        grades = pd.read_csv(cfg.data.grades, dtype={"question_id": str})
+    if grades is not None:
         table["true_grade"] = table["model"].map(grades[grades["question_id"] == key].set_index("model")["grade"])
     table = table.sort_values("score", ascending=False, ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    result = PromptLeaderboard(key, table, matrix, evaluate_predictor(frame, cfg) if evaluate else {})
+    result = PromptLeaderboard(key, table, matrix, evaluate_predictor(frame, cfg, grades=grades) if cfg.evaluate else {})
     if write:
-        out = cfg.run_dir
-        save_config(cfg, out / "config.toml")
-        write_atomic(out / f"prompt_{key}.csv", lambda p: table.to_csv(p, index=False))
-        order = np.argsort(-logits)
-        plot_win_matrix(
-            matrix[np.ix_(order, order)],
-            [names[i] for i in order],
-            f"predicted P(row beats column), prompt {key}",
-            out / f"prompt_{key}.png",
-        )
-        if result.evaluation:
-            write_text_atomic(out / "predictor_evaluation.json", json.dumps(result.evaluation, indent=1))
-        result.run_dir = out
+        result.run_dir = write_outputs(cfg, result, logits, names)
     return result
+
+
+def write_outputs(cfg: PromptLeaderboardConfig, result: PromptLeaderboard, logits: np.ndarray, names: list[str]) -> Path:
+    """The run directory as one unit; the file names carry the prompt id made file-safe (ids come from data)."""
+    stem = f"prompt_{safe_name(result.prompt_key)}"
+    order = np.argsort(-logits)
+    with staged_unit(cfg.run_dir, RUN_KIND, {"prompt": result.prompt_key, "file": stem}) as staging:
+        save_config(cfg, staging / "config.toml")
+        result.table.to_csv(staging / f"{stem}.csv", index=False)
+        title = f"predicted P(row beats column), prompt {result.prompt_key[:60]}"
+        plot_win_matrix(result.win_matrix[np.ix_(order, order)], [names[i] for i in order], title, staging / f"{stem}.png")
+        if result.evaluation:
+            (staging / "predictor_evaluation.json").write_text(json.dumps(result.evaluation, indent=1), encoding="utf-8")
+    return cfg.run_dir

@@ -11,20 +11,20 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from competition.atomic import write_atomic, write_text_atomic
 from competition.config import save_config
 from competition.errors import InputError
 from competition.metric import log_loss, prior_log_loss
 from competition.progress import progress
+from competition.rundir import check_outputs, staged_unit
 from data.loader import load_arena_csv
-from features.registry import build_features
-from models.leaderboard.battles import SPLITS, encode_models, outcomes_from_frame, read_battles, split_battles
-from models.leaderboard.bradley_terry import ELO_PER_LOGIT, TIE_MODELS, BradleyTerry, aggregate
+from features.registry import FEATURE_GROUPS, build_features
+from models.leaderboard.battles import encode_models, outcomes_from_frame, read_battles, split_battles
+from models.leaderboard.bradley_terry import ELO_PER_LOGIT, BradleyTerry, aggregate
 from models.leaderboard.plots import plot_ratings
 from models.leaderboard.settings import LeaderboardConfig
 
 log = logging.getLogger(__name__)
-INTERVAL_METHODS = ("sandwich", "bootstrap")
+RUN_KIND = "leaderboard"
 
 
 @dataclass
@@ -68,21 +68,26 @@ def fit_ratings(
 
 
 def rating_table(model: BradleyTerry, frame: pd.DataFrame, cfg: LeaderboardConfig) -> pd.DataFrame:
-    """Ratings on the Elo-like scale with the configured intervals and arena's rank (1 + models surely better)."""
+    """Ratings on the Elo-like scale with the configured intervals and arena's rank (1 + models surely better).
+
+    A model with fewer than `intervals.min_battles` battles keeps its rating but gets no interval (NaN bounds)
+    and no rank: `too_few_battles` says so. With two battles a sandwich interval would look narrow (the
+    estimated variance of a handful of outcomes is itself unreliable) although the rating is barely identified.
+    """
     names = model.models_
     shift = cfg.fit.anchor
     if cfg.fit.anchor_model is not None:
         if cfg.fit.anchor_model not in names:
-            raise InputError(f"anchor_model {cfg.fit.anchor_model!r} is not among the rated models")
+            raise InputError(f"anchor_model {cfg.fit.anchor_model!r} is not among the rated models", cfg.data.battles)
         shift -= ELO_PER_LOGIT * model.ratings_[names.index(cfg.fit.anchor_model)]
     counts = pd.concat([frame["model_a"], frame["model_b"]]).value_counts()
+    battles = counts.reindex(names).fillna(0).to_numpy(dtype=np.int64)
+    too_few = battles < cfg.intervals.min_battles
     table = pd.DataFrame(
-        {"model": names, "rating": shift + ELO_PER_LOGIT * model.ratings_, "battles": counts.reindex(names).to_numpy()}
+        {"model": names, "rating": shift + ELO_PER_LOGIT * model.ratings_, "battles": battles, "too_few_battles": too_few}
     )
     level = cfg.intervals.level
-    for method in cfg.intervals.methods:
-        if method not in INTERVAL_METHODS:
-            raise InputError(f"unknown interval method {method!r} (known: {', '.join(INTERVAL_METHODS)})")
+    for method in cfg.intervals.active:
         if method == "sandwich":
             se = np.sqrt(np.diag(model.sandwich_covariance())[: len(names)])
             half = norm.ppf(0.5 + level / 2) * se * ELO_PER_LOGIT
@@ -90,11 +95,19 @@ def rating_table(model: BradleyTerry, frame: pd.DataFrame, cfg: LeaderboardConfi
         else:
             draws = shift + ELO_PER_LOGIT * model.bootstrap_ratings(cfg.intervals.bootstrap_rounds, cfg.seed, progress)
             lower, upper = np.quantile(draws, (1 - level) / 2, axis=0), np.quantile(draws, 0.5 + level / 2, axis=0)
-        table[f"{method}_lower"], table[f"{method}_upper"] = np.asarray(lower), np.asarray(upper)
-    if cfg.intervals.methods:
-        first = cfg.intervals.methods[0]
+        table[f"{method}_lower"] = np.where(too_few, np.nan, np.asarray(lower, dtype=np.float64))
+        table[f"{method}_upper"] = np.where(too_few, np.nan, np.asarray(upper, dtype=np.float64))
+    if cfg.intervals.active:
+        first = cfg.intervals.active[0]
         lower, upper = table[f"{first}_lower"].to_numpy(), table[f"{first}_upper"].to_numpy()
-        table.insert(0, "rank_ub", 1 + (lower[None, :] > upper[:, None]).sum(axis=1))
+        rank = 1 + (lower[None, :] > upper[:, None]).sum(axis=1)  # NaN bounds never count as surely better
+        table.insert(0, "rank_ub", pd.Series(rank, dtype="Int64").mask(too_few))
+    if too_few.any():
+        log.warning(
+            "%d models have fewer than %d battles: their ratings get no interval and no rank (too_few_battles)",
+            int(too_few.sum()),
+            cfg.intervals.min_battles,
+        )
     return table.sort_values("rating", ascending=False, ignore_index=True)
 
 
@@ -132,23 +145,21 @@ def evaluate_holdout(frame: pd.DataFrame, covariates: np.ndarray | None, cfg: Le
     }
 
 
-def check_config(cfg: LeaderboardConfig) -> None:
-    """One-line errors for settings the fit would otherwise reject late (after reading the battles) or with a traceback."""
-    choices = [("fit.tie_model", cfg.fit.tie_model, TIE_MODELS), ("holdout.split", cfg.holdout.split, SPLITS)]
-    choices += [("intervals.methods", m, INTERVAL_METHODS) for m in cfg.intervals.methods]
-    for key, value, known in choices:
-        if value not in known:
-            raise InputError(f"{key}: unknown value {value!r} (known: {', '.join(known)})")
-    if not 0 < cfg.intervals.level < 1:
-        raise InputError(f"intervals.level must be between 0 and 1, got {cfg.intervals.level}")
-    if not 0 <= cfg.holdout.share < 1:
-        raise InputError(f"holdout.share must be in [0, 1), got {cfg.holdout.share}")
-    if "bootstrap" in cfg.intervals.methods and cfg.intervals.bootstrap_rounds < 2:
-        raise InputError("bootstrap intervals need intervals.bootstrap_rounds >= 2 (or drop 'bootstrap' from intervals.methods)")
+def check_style_features(cfg: LeaderboardConfig) -> None:
+    """Style feature names must come from registry groups: checked before any data is read."""
+    for name in cfg.fit.style_features:
+        group = name.split("__", 1)[0]
+        if "__" not in name or group not in FEATURE_GROUPS or FEATURE_GROUPS[group].trainer is not None:
+            raise InputError(
+                f"unknown style feature {name!r}; use feature-registry column names such as lengths__logratio_tokens"
+            )
 
 
 def run(cfg: LeaderboardConfig, write: bool = True) -> LeaderboardResult:
-    check_config(cfg)
+    """Ratings, intervals and the held-out check; with `write`, the run directory as one unit."""
+    check_style_features(cfg)
+    if write:
+        check_outputs([], cfg.inputs(), cfg.run_dir, RUN_KIND)
     frame, covariates = load_battles(cfg)
     if len(set(frame["model_a"]) | set(frame["model_b"])) < 2:
         raise InputError("need battles between at least two models", cfg.data.battles)
@@ -162,15 +173,17 @@ def run(cfg: LeaderboardConfig, write: bool = True) -> LeaderboardResult:
 
 
 def write_outputs(cfg: LeaderboardConfig, result: LeaderboardResult) -> Path:
-    out = cfg.run_dir
-    save_config(cfg, out / "config.toml")
-    write_atomic(out / "leaderboard.csv", lambda p: result.table.to_csv(p, index=False))
     extra = {
         "tie_model": cfg.fit.tie_model,
         "tie_param": result.model.tie_param_,
         "style_coefs": dict(zip(cfg.fit.style_features, result.model.coefs_.tolist(), strict=True)),
+        "min_battles": cfg.intervals.min_battles,
+        "too_few_battles": result.table.loc[result.table["too_few_battles"], "model"].tolist(),
     }
-    write_text_atomic(out / "summary.json", json.dumps({**extra, "holdout": result.holdout}, indent=1))
-    method = cfg.intervals.methods[0] if cfg.intervals.methods else None
-    plot_ratings(result.table, method, cfg.intervals.level, out / "leaderboard.png")
-    return out
+    method = cfg.intervals.active[0] if cfg.intervals.active else None
+    with staged_unit(cfg.run_dir, RUN_KIND, {"models": len(result.table)}) as staging:
+        save_config(cfg, staging / "config.toml")
+        result.table.to_csv(staging / "leaderboard.csv", index=False)
+        (staging / "summary.json").write_text(json.dumps({**extra, "holdout": result.holdout}, indent=1), encoding="utf-8")
+        plot_ratings(result.table, method, cfg.intervals.level, staging / "leaderboard.png")
+    return cfg.run_dir

@@ -1,8 +1,12 @@
 """The `route` stage: out-of-fold quality predictions on graded prompts, routing against baselines, a quality-vs-cost curve.
 
-Folds are over prompts (each prompt is its own group), so every prediction comes from a model that
-never saw that prompt. Baselines: every single model, the best single model (by training-fold mean),
-uniform random choice, the cheapest model, and the per-prompt oracle (true grades).
+Folds are over prompts (each prompt is its own group), taken from the fold table, so every prediction
+comes from a model that never saw that prompt. Baselines: every single model, the best single model
+(by training-fold mean), uniform random choice, the cheapest model, and the per-prompt oracle (true grades).
+
+The quality model predicts a (prompts × models) grade matrix, not three-way preference probabilities, so
+it does not fit the cross-fit loop (which scores (n, 3) probabilities against class labels): its one fold
+loop is `out_of_fold_quality`, over the same kind of fold table every stage reads.
 """
 
 from __future__ import annotations
@@ -16,17 +20,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.atomic import write_atomic, write_text_atomic
 from competition.config import save_config
 from competition.errors import InputError
-from competition.folds import assign_folds, prompt_groups
+from competition.folds import fold_table, prompt_groups
+from competition.rundir import check_outputs, staged_unit
 from data.loader import load_arena_csv, parse_turns
+from models.leaderboard.files import check_model_names, read_columns, read_grades
 from models.routing.plots import plot_curve
 from models.routing.quality import PromptQuality, prompt_features
 from models.routing.router import mean_cost, route_budget, route_lambda
 from models.routing.settings import RoutingConfig
 
 log = logging.getLogger(__name__)
+RUN_KIND = "routing"
 
 
 @dataclass
@@ -40,21 +46,12 @@ class GradedPrompts:
 
 def load_graded(cfg: RoutingConfig) -> GradedPrompts:
     """Every candidate model's quality on every prompt: judge grades, or per-prompt win shares from the pairs."""
-    for key in ("prompts", "grades"):
-        path = getattr(cfg.data, key)
-        if key == "prompts" and not path:
-            raise InputError("set data.prompts (see configs/routing/bench.toml)")
-        if path and not Path(path).exists():
-            raise InputError("file not found", path)
     data = _from_grades(cfg.data.grades, cfg.data.prompts) if cfg.data.grades else _from_pairs(cfg.data.prompts)
     return _candidates(data, cfg.router.models)
 
 
 def _from_grades(grades_path: str, prompts_path: str) -> GradedPrompts:
-    grades = pd.read_csv(grades_path, dtype={"question_id": str})
-    missing = {"question_id", "model", "grade"} - set(grades.columns)
-    if missing:
-        raise InputError("grades file needs question_id, model, grade", grades_path, column=sorted(missing)[0])
+    grades = read_grades(grades_path)
     matrix = grades.pivot_table(index="question_id", columns="model", values="grade", aggfunc="mean")
     texts = read_prompts(prompts_path, id_column="question_id").drop_duplicates("question_id").set_index("question_id")
     unknown = matrix.index.difference(texts.index)
@@ -79,6 +76,7 @@ def _from_pairs(path: str) -> GradedPrompts:
     for column in ("model_a", "model_b"):
         if column not in frame.columns:
             raise InputError("without a grades file, routing needs the pairs' model_a/model_b columns", path, column=column)
+    check_model_names(frame, path)
     group = prompt_groups(frame).to_numpy()
     score_a = np.array([1.0, 0.0, 0.5])[frame["label"].to_numpy()]
     long = pd.DataFrame(
@@ -119,11 +117,7 @@ def _candidates(data: GradedPrompts, models: tuple[str, ...]) -> GradedPrompts:
 
 def read_prompts(path: str | Path, id_column: str = "id") -> pd.DataFrame:
     """Prompt texts (list of turns) from any CSV with a `prompt` column, keyed by `id_column` (or row number)."""
-    header = pd.read_csv(path, nrows=0).columns
-    if "prompt" not in header:
-        raise InputError("no prompt column", path, column="prompt")
-    usecols = ["prompt"] + ([id_column] if id_column in header else [])
-    frame = pd.read_csv(path, usecols=usecols, dtype=str, keep_default_na=False)
+    frame = read_columns(path, ("prompt",), (id_column,)).copy()
     if id_column not in frame.columns:
         frame[id_column] = [str(i + 1) for i in range(len(frame))]
     frame["prompt"] = [parse_turns(cell)[0] for cell in frame["prompt"]]
@@ -131,26 +125,35 @@ def read_prompts(path: str | Path, id_column: str = "id") -> pd.DataFrame:
 
 
 def load_costs(cfg: RoutingConfig) -> dict[str, float]:
+    """The cost table (router.costs_file) with router.costs on top; a file that is not a table of
+    non-negative numbers is one line naming it."""
     costs: dict[str, float] = {}
     if cfg.router.costs_file:
         path = Path(cfg.router.costs_file)
-        if not path.exists():
-            raise InputError("cost table not found", path)
+        if not path.is_file():
+            raise InputError("cost table not found" if not path.exists() else "cost table is not a file", path)
         try:
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise InputError(f"not valid TOML ({err})", path) from None
-        bad = [k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+        except UnicodeDecodeError:
+            raise InputError("not a UTF-8 text file (a TOML table: model = cost)", path) from None
+        except OSError as err:
+            raise InputError(f"cannot read the cost table ({err.strerror or type(err).__name__})", path) from None
+        bad = [k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < np.inf]
         if bad:
-            raise InputError(f"cost of {bad[0]!r} must be a non-negative number", path)
+            raise InputError(f"cost of {bad[0]!r} must be a non-negative finite number", path)
         costs.update({k: float(v) for k, v in table.items()})
     return {**costs, **cfg.router.costs}
 
 
-def cost_vector(models: list[str], costs: dict[str, float]) -> np.ndarray:
+def cost_vector(models: list[str], costs: dict[str, float], costs_file: str | None = None) -> np.ndarray:
     missing = [m for m in models if m not in costs]
     if missing:
-        raise InputError(f"no cost for model {missing[0]!r} in the cost table ({len(missing)} missing; see router.costs_file)")
+        raise InputError(
+            f"no cost for model {missing[0]!r} in the cost table ({len(missing)} missing; see router.costs_file)",
+            costs_file or None,
+        )
     negative = [m for m in models if not costs[m] >= 0]
     if negative:
         raise InputError(f"cost of {negative[0]!r} must be a non-negative number, got {costs[negative[0]]}")
@@ -182,13 +185,20 @@ def _point(policy: str, grades: np.ndarray, costs: np.ndarray, choice: np.ndarra
     return {"policy": policy, "budget": budget, "mean_cost": mean_cost(choice, costs), "mean_grade": float(np.mean(achieved))}
 
 
+def prompt_folds(data: GradedPrompts, cfg: RoutingConfig) -> np.ndarray:
+    """The fold of every prompt from the fold table (each prompt its own group; no labels to stratify)."""
+    if len(data.ids) < cfg.cv.folds:
+        source = cfg.data.grades or cfg.data.prompts
+        raise InputError(f"{cfg.cv.folds} folds need at least {cfg.cv.folds} prompts, found {len(data.ids)}", source)
+    table = fold_table(data.ids, data.ids, None, cfg.cv.folds, cfg.cv.seed, cfg.cv.fold_dir)
+    return table["fold"].to_numpy()
+
+
 def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(curve and baseline points, summary at the budget, per-prompt decisions at the budget)."""
-    costs, grades = cost_vector(data.models, load_costs(cfg)), data.grades
+    costs, grades = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file), data.grades
     available = ~np.isnan(grades)
-    if len(data.ids) < cfg.folds:
-        raise InputError(f"{cfg.folds} folds need at least {cfg.folds} prompts, found {len(data.ids)}")
-    folds = assign_folds(None, pd.Series(data.ids), cfg.folds, cfg.seed)
+    folds = prompt_folds(data, cfg)
     predicted, train_mean = out_of_fold_quality(X, grades, folds, cfg.quality.alpha)
     overall_mean = np.nanmean(grades, axis=0)
     best = int(np.argmax(overall_mean))
@@ -230,7 +240,7 @@ def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> 
         "prompts": len(grades),
         "quality": data.quality,
         "models": len(costs),
-        "folds": cfg.folds,
+        "folds": cfg.cv.folds,
         "budget_per_prompt": float(budget),
         "best_single_model": data.models[best],
         "best_single": baselines[0],
@@ -266,10 +276,9 @@ def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> 
     return pd.DataFrame(points + single + baselines), summary, decisions
 
 
-def route_new_prompts(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> pd.DataFrame:
-    """Fit the quality model on every graded prompt and route the prompts of data.test."""
-    costs = cost_vector(data.models, load_costs(cfg))
-    test = read_prompts(cfg.data.test)
+def route_new_prompts(data: GradedPrompts, X: np.ndarray, test: pd.DataFrame, cfg: RoutingConfig) -> pd.DataFrame:
+    """Fit the quality model on every graded prompt and route the prompts of `test` (read from data.test)."""
+    costs = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file)
     quality = (
         PromptQuality(cfg.quality.alpha).fit(X, data.grades).predict(prompt_features(test["prompt"].tolist(), cfg.quality.embed))
     )
@@ -294,18 +303,24 @@ def route_new_prompts(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) ->
 
 
 def run(cfg: RoutingConfig, write: bool = True) -> dict:
+    """Out-of-fold routing figures (and routed test prompts); with `write`, the run directory as one unit."""
+    if write:
+        check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, RUN_KIND)
+    table = load_costs(cfg)  # every input is read and checked before any fitting
     data = load_graded(cfg)
+    cost_vector(data.models, table, cfg.router.costs_file)
+    test = read_prompts(cfg.data.test) if cfg.data.test else None
     X = prompt_features(data.prompts, cfg.quality.embed)
     curve, summary, decisions = evaluate_routing(data, X, cfg)
-    routed = route_new_prompts(data, X, cfg) if cfg.data.test else None
+    routed = route_new_prompts(data, X, test, cfg) if test is not None else None
     if write:
-        out = cfg.run_dir
-        save_config(cfg, out / "config.toml")
-        write_atomic(out / "curve.csv", lambda p: curve.to_csv(p, index=False))
-        write_atomic(out / "decisions.csv", lambda p: decisions.to_csv(p, index=False))
-        write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
-        plot_curve(curve, summary, out / "curve.png")
-        if routed is not None:
-            write_atomic(out / "routed.csv", lambda p: routed.to_csv(p, index=False))
-        summary["run_dir"] = str(out)
+        with staged_unit(cfg.run_dir, RUN_KIND, {"prompts": len(data.ids)}) as staging:
+            save_config(cfg, staging / "config.toml")
+            curve.to_csv(staging / "curve.csv", index=False)
+            decisions.to_csv(staging / "decisions.csv", index=False)
+            (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+            plot_curve(curve, summary, staging / "curve.png")
+            if routed is not None:
+                routed.to_csv(staging / "routed.csv", index=False)
+        summary["run_dir"] = str(cfg.run_dir)
     return {"summary": summary, "curve": curve, "decisions": decisions, "routed": routed}
