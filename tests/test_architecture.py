@@ -100,7 +100,7 @@ def sample_value(flag):
     if flag.type is int:
         return 16, ["16"]
     if flag.type is float:
-        return 16.0, ["16"]
+        return 0.5, ["0.5"]
     if flag.nargs == "+":
         return ("x1", "x2"), ["x1", "x2"]
     return "some/where.csv", ["some/where.csv"]

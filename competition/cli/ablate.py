@@ -5,14 +5,27 @@ from __future__ import annotations
 import argparse
 
 from competition.cli.ablation import check_ablation_outputs, run_ablation, write_ablation
-from competition.cli.flags import CONFIG, FOLDS, MAX_ROWS, NAME, OUT, SEED, SET, TRAIN, Flag, config_from_args
+from competition.cli.flags import (
+    CONFIG,
+    FOLDS,
+    MAX_ROWS,
+    NAME,
+    OUT,
+    SEED,
+    SET,
+    TEACHER,
+    TEACHER_WEIGHT,
+    TRAIN,
+    Flag,
+    config_from_args,
+)
 from competition.cli.pipeline import SpineConfig
 from competition.report import console, print_table
 
 GROUPS = Flag(
     "--groups", None, "only ablate these groups, or 'distillation' (default: every group, and the teacher if set)", nargs="+"
 )
-FLAGS = {"ablate": (CONFIG, TRAIN, OUT, NAME, FOLDS, SEED, MAX_ROWS, GROUPS, SET)}
+FLAGS = {"ablate": (CONFIG, TRAIN, OUT, NAME, FOLDS, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, GROUPS, SET)}
 
 
 def main(args: argparse.Namespace) -> int:

@@ -49,6 +49,8 @@ TRAIN = Flag("--train", "data.train", "training CSV in the Kaggle format")
 TEST = Flag("--test", "data.test", "test CSV (id, prompt, response_a, response_b); '' for none")
 FOLDS = Flag("--folds", "cv.folds", "number of prompt-grouped folds", type=int)
 SEED = Flag("--seed", "cv.seed", "random seed of the folds", type=int)
+TEACHER = Flag("--teacher", "lgbm.teacher", "distil from this LightGBM cv run's recipe, refitted on inner folds")
+TEACHER_WEIGHT = Flag("--teacher-weight", "lgbm.teacher_weight", "share of the teacher in the training targets", type=float)
 MAX_ROWS = Flag(
     "--max-rows", "data.max_rows", "read only the first N training rows (quick runs; test files are read whole)", type=int
 )

@@ -7,17 +7,31 @@ import argparse
 import pandas as pd
 
 from competition.cli import pipeline
-from competition.cli.flags import CONFIG, FOLDS, MAX_ROWS, NAME, OUT, SEED, SET, TEST, TRAIN, Flag, config_from_args
+from competition.cli.flags import (
+    CONFIG,
+    FOLDS,
+    MAX_ROWS,
+    NAME,
+    OUT,
+    SEED,
+    SET,
+    TEACHER,
+    TEACHER_WEIGHT,
+    TEST,
+    TRAIN,
+    Flag,
+    config_from_args,
+)
 from competition.report import console, print_mapping, print_table
 from competition.rundir import check_outputs
 from competition.submission import write_submission
 
 MODEL = Flag("--model", None, "run directory (or its model/ folder) written by `fit`", required=True)
 SUBMISSION = Flag("--submission", "submission", "submission CSV to write (default: submissions_dir/<name>.csv)")
-TRAINING = (CONFIG, TRAIN, TEST, OUT, NAME, FOLDS, SEED, MAX_ROWS, SET)
+TRAINING = (CONFIG, TRAIN, TEST, OUT, NAME, FOLDS, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, SET)
 FLAGS = {
     "cv": TRAINING,
-    "fit": (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, SET),
+    "fit": (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, SET),
     "predict": (CONFIG, MODEL, TEST, SUBMISSION, NAME, SET),
     "run": (*TRAINING[:-1], SUBMISSION, SET),
 }
