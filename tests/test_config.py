@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from competition.cli.pipeline import SpineConfig
@@ -31,3 +33,9 @@ def test_parse_override_values():
     assert parse_override("a=text") == {"a": "text"}
     with pytest.raises(InputError):
         parse_override("novalue")
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].joinpath("configs", "lgbm").glob("*.toml")), ids=str)
+def test_every_lgbm_preset_loads(path):
+    cfg = load_config(SpineConfig, path)
+    assert cfg.features.groups and cfg.lgbm.learning_rate > 0
