@@ -88,12 +88,12 @@ def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.
 def plot_ablation(table: pd.DataFrame, path: str | Path) -> Path:
     data = table[table["dropped"] != "(none)"].sort_values("delta_mean")
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(data) + 1.8), sharey=True)
-    for ax, mode, title in ((axes[0], "", "whole file"), (axes[1], "_alone", "each row alone")):
+    for ax, mode, title in ((axes[0], "", "the whole file"), (axes[1], "_alone", "each row alone")):
         deltas = data[f"delta_mean{mode}"]
         colors = ["#2a9d8f" if d > 0 else "#e76f51" for d in deltas]
         ax.barh(data["dropped"], deltas, xerr=data[f"delta_std{mode}"], color=colors, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(f"scored on the {title}")
+        ax.set_title(f"scored on {title}")
         ax.set_xlabel("Δ OOF log loss when dropped (> 0: the group helps)")
     fig.suptitle("Feature-group ablation (mean ± std over folds)")
     fig.tight_layout()
