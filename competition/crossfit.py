@@ -22,7 +22,7 @@ from competition.estimator import PreferenceEstimator
 from competition.metric import score_report
 from competition.predictions import OOF_FILE, TEST_FILE, load_predictions, probabilities_for, save_predictions
 from competition.progress import progress
-from competition.rundir import read_manifest, staged_unit
+from competition.rundir import MANIFEST_FILE, read_manifest, staged_unit
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class FoldStore:
         return self.root / f"fold{fold}"
 
     def done(self, fold: int) -> bool:
-        return (self.fold_dir(fold) / "manifest.json").exists()
+        return (self.fold_dir(fold) / MANIFEST_FILE).exists()
 
     def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator) -> None:
         with staged_unit(self.fold_dir(fold), FOLD_KIND, facts) as staging:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from competition.atomic import write_text_atomic
 from competition.errors import InputError
 
 MANIFEST_FILE = "manifest.json"
@@ -54,12 +55,7 @@ def write_manifest(directory: str | Path, kind: str, facts: dict | None = None) 
     directory = Path(directory)
     files = {str(p.relative_to(directory)): file_digest(p) for p in _unit_files(directory)}
     manifest = {"format": FORMAT, "kind": kind, "files": files, **({"facts": facts} if facts else {})}
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, directory / MANIFEST_FILE)
-    return directory / MANIFEST_FILE
+    return write_text_atomic(directory / MANIFEST_FILE, json.dumps(manifest, indent=1))
 
 
 def read_manifest(directory: str | Path, kind: str | None = None) -> dict:

@@ -149,15 +149,25 @@ def feature_columns(columns, groups: tuple[str, ...] | list[str]) -> list[str] |
     return found if {group_of(c) for c in found} == wanted else None
 
 
+def as_alone(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows as if each were the only answer pair to its prompt in its file: each row its own prompt group.
+
+    Groups that look across a file's answers to one prompt (consensus) then see just the row's own two
+    answers, as on a Kaggle test file where most prompts appear once: the "alone" scoring mode.
+    """
+    return frame.assign(group=frame["id"].astype(str).to_numpy())
+
+
 def attach_features(
-    frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None
+    frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None, alone: bool = False
 ) -> pd.DataFrame:
-    """`frame` with the feature columns of `groups` added, computed over the whole frame at once.
+    """`frame` with the feature columns of `groups` added, computed over the whole frame at once (with `alone`,
+    as if each row were alone in its file; the frame's own prompt groups are kept).
 
     Estimators that read features (LightGBM) take them from the frame when present, so a cross-fit loop
     computes each group once per file instead of once per fold, with identical values.
     """
-    table = build_features(frame, computed(groups), cache_dir)
+    table = build_features(as_alone(frame) if alone else frame, computed(groups), cache_dir)
     kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
     return pd.concat([kept, table], axis=1)
 
@@ -165,12 +175,4 @@ def attach_features(
 def attach_features_alone(
     frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cache_dir: str | Path | None = None
 ) -> pd.DataFrame:
-    """`frame` with feature columns computed as if each row were the only answer pair to its prompt in its file.
-
-    Groups that look across a file's answers to one prompt (consensus) then see just the row's own two
-    answers, as on a Kaggle test file where most prompts appear once: the "alone" scoring mode.
-    """
-    alone = frame.assign(group=frame["id"].astype(str).to_numpy())
-    table = build_features(alone, computed(groups), cache_dir)
-    kept = frame.drop(columns=[c for c in frame.columns if c in table.columns])
-    return pd.concat([kept, table], axis=1)
+    return attach_features(frame, groups, cache_dir, alone=True)

@@ -27,6 +27,7 @@ from features.paired import swap_features
 from features.registry import (
     FEATURE_GROUPS,
     FeatureConfig,
+    as_alone,
     build_features,
     categorical_columns,
     computed,
@@ -138,8 +139,7 @@ class LGBMPreference:
         chosen = np.isin(groups, rng.choice(prompts, size=int(round(self.config.alone_share * len(prompts))), replace=False))
         if not chosen.any():
             return table
-        part = frame.iloc[np.flatnonzero(chosen)]
-        alone = build_features(part.assign(group=part["id"].astype(str).to_numpy()), computed(self.features.groups), None)
+        alone = build_features(as_alone(frame.iloc[np.flatnonzero(chosen)]), computed(self.features.groups), None)
         table = table.copy()
         table.iloc[np.flatnonzero(chosen)] = alone[table.columns].to_numpy()
         return table

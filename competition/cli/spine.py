@@ -89,14 +89,14 @@ def run_main_job(cfg: pipeline.SpineConfig) -> int:
     report_cv(run, cfg)
     model_dir = pipeline.fit(cfg)
     ids, probs, path = predict_and_submit(cfg, model_dir)
-    top = run.importance.head(8)
+    top, summary = run.importance.head(8), run.result.summary()
     print_table("top features (mean gain over folds)", pd.DataFrame({"feature": top.index, "gain": top.to_numpy()}), 1)
     print_mapping(
         "run",
         {
-            "out-of-fold log loss": run.result.summary()["log_loss"],
-            "out-of-fold log loss, alone": run.result.summary()["log_loss_alone"],
-            "skill": run.result.summary()["skill"],
+            "out-of-fold log loss": summary["log_loss"],
+            "out-of-fold log loss, alone": summary["log_loss_alone"],
+            "skill": summary["skill"],
             "model": str(model_dir),
             "submission": str(path),
             "submission rows": len(ids),
