@@ -162,6 +162,9 @@ def cross_fit(
                 extras[fold] = inspect(fold, estimator)
             if store is not None:
                 store.save(fold, ids[valid_rows], probs, test_ids, fold_test, facts, estimator)
+            # a fold's model is done with: free it (a GPU model would otherwise live on into the next fold's fit)
+            getattr(estimator, "release", lambda: None)()
+            del estimator
         oof[valid_rows] = probs
         scored[valid_rows] = True
         if fold_test is not None and test_sum is not None:

@@ -7,7 +7,8 @@ class method `load(directory)` reads it back. A family is registered by name in 
 
 Optional attributes the loop reads when present: `fit_facts_` (a dict of numbers worth reporting per
 fold, e.g. boosting rounds or optimizer steps) and `stopped_` (True when training stopped early on
-purpose and must resume later, e.g. a time-boxed transformer fold).
+purpose and must resume later, e.g. a time-boxed transformer fold). Optional method: `release()`, called
+once a fold's model is saved and scored, frees what the model holds (a GPU model's memory).
 """
 
 from __future__ import annotations

@@ -44,13 +44,10 @@ class BackendSpec:
 
 
 def resolve_dtype_name(dtype: str, device: str) -> str:
-    if dtype != "auto":
-        return dtype
-    if not device.startswith("cuda"):
-        return "float32"
-    import torch
+    """auto: float32 on CPU, bfloat16 on CUDA of compute capability >= 8, float16 below (emulated bfloat16 is slow)."""
+    from models.transformer.loading import compute_dtype_name
 
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return compute_dtype_name(dtype, device)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -86,19 +83,14 @@ class TransformersBackend:
 
 def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
     from models.transformer.estimator import saved_settings
-    from models.transformer.loading import load_classifier, load_tokenizer
+    from models.transformer.loading import load_classifier
 
     dtype = resolve_dtype_name(spec.dtype, device)
     if spec.random_init:
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        tokenizer = load_tokenizer(spec.model_path)
-        config = AutoConfig.from_pretrained(spec.model_path, num_labels=N_CLASSES, local_files_only=True)
-        config.pad_token_id = tokenizer.pad_token_id
         torch.manual_seed(0)  # every worker draws the same weights (on the same kind of device), so workers agree
-        with torch.device(device):  # drawn where they are used: a 2B model is not built on the CPU first
-            model = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, dtype))
+        tokenizer, model = load_classifier(spec.model_path, device, dtype, spec.quantize_4bit, random_init=True)
     elif saved_settings(spec.model_path):
         tokenizer, model = load_saved_classifier(spec.model_path, device, dtype, spec.quantize_4bit)
     else:

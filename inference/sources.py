@@ -53,6 +53,11 @@ def load_saved_classifier(model_path: str | Path, device: str, dtype: str, quant
     if settings is None:
         raise InputError("not a saved train-transformer model (no estimator.json)", model_path)
     model_cfg, train_cfg = settings
+    if model_cfg.head != "cross":
+        raise InputError(
+            f"a {model_cfg.head}-head model scores each response on its own: predict it with `predict --model`, not `infer`",
+            model_path,
+        )
     cfg = replace(model_cfg, dtype=dtype, quantize_4bit=quantize_4bit, gradient_checkpointing=False)
     tokenizer, model = build_model(cfg, torch.device(device), train_cfg.seed)
     load_trainable_state(model, load_file(str(Path(model_path) / WEIGHTS_FILE)), Path(model_path))

@@ -156,18 +156,11 @@ class LGBMPreference:
         return pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def _teacher_probabilities(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
-        """Soft targets for every training row from the teacher recipe refitted without that row's prompt."""
         if not self.config.teacher or self.config.teacher_weight == 0:
             return None
-        teacher_config, teacher_features = teacher_recipe(self.config.teacher, LGBMConfig, FeatureConfig)
-        teacher_config = replace(teacher_config, num_threads=self.config.num_threads)
-        folds = assign_folds(None, pd.Series(groups), min(self.config.inner_folds, len(np.unique(groups))), self.seed)
-        probs = np.zeros((len(frame), N_CLASSES))
-        for fold in np.unique(folds):
-            held = folds == fold
-            teacher = LGBMPreference(teacher_config, teacher_features, self.seed + 1000 + int(fold))
-            probs[held] = teacher.fit(frame.iloc[~held], y[~held], groups[~held]).predict_proba(frame.iloc[held])
-        return probs
+        return teacher_probabilities(
+            self.config.teacher, frame, y, groups, self.config.inner_folds, self.seed, self.config.num_threads
+        )[0]
 
     def _dataset(self, X: pd.DataFrame, y: np.ndarray, targets: np.ndarray | None = None) -> lgb.Dataset:
         if self.config.swap_augment:
@@ -266,3 +259,34 @@ class LGBMPreference:
         except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as err:
             raise InputError(f"unreadable LightGBM model ({type(err).__name__})", directory) from None
         return model
+
+
+def teacher_probabilities(
+    run_dir: str | Path,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    groups: np.ndarray,
+    inner_folds: int,
+    seed: int,
+    num_threads: int,
+    unlabeled: pd.DataFrame | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Soft targets from a LightGBM run's recipe (models/distill.py), for any student family.
+
+    Each row of `frame` is predicted by the recipe refitted on prompt-grouped inner folds without that row's
+    prompt; rows of `unlabeled` (pseudo-labels) by the recipe fitted on all of `frame`. Returns
+    (probabilities of frame's rows, of unlabeled's rows or None).
+    """
+    teacher_config, teacher_features = teacher_recipe(run_dir, LGBMConfig, FeatureConfig)
+    teacher_config = replace(teacher_config, num_threads=num_threads)
+    groups = np.asarray(groups)
+    folds = assign_folds(None, pd.Series(groups), min(inner_folds, len(np.unique(groups))), seed)
+    probs = np.zeros((len(frame), N_CLASSES))
+    for fold in np.unique(folds):
+        held = folds == fold
+        teacher = LGBMPreference(teacher_config, teacher_features, seed + 1000 + int(fold))
+        probs[held] = teacher.fit(frame.iloc[~held], y[~held], groups[~held]).predict_proba(frame.iloc[held])
+    if unlabeled is None or not len(unlabeled):
+        return probs, None
+    whole = LGBMPreference(teacher_config, teacher_features, seed + 999).fit(frame, y, groups)
+    return probs, whole.predict_proba(unlabeled)

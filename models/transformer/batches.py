@@ -63,6 +63,25 @@ def collate(sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch
     return {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
 
 
+def autocast(model, device: str | torch.device):
+    """Mixed precision as trained: ops run in the dtype of the (frozen) input embedding, so fp32 trainable
+    parameters (adapters, head) meet bfloat16/float16 activations without casts by hand; a float32 model
+    runs without autocast."""
+    import torch
+
+    dtype = model.get_input_embeddings().weight.dtype
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16))
+
+
+def forward_logits(model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device) -> torch.Tensor:
+    """float64 logits (n, labels) of one right-padded batch, without gradients."""
+    import torch
+
+    with torch.inference_mode(), autocast(model, device):
+        logits = model(**collate(sequences, pad_id, device)).logits
+    return logits.double()
+
+
 def predict_batch(model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device) -> np.ndarray:
     """(n, 3) float64 probabilities (a, b, tie) of one batch, in the order given.
 
@@ -70,6 +89,4 @@ def predict_batch(model, sequences: Sequence[Sequence[int]], pad_id: int, device
     """
     import torch
 
-    with torch.inference_mode():
-        logits = model(**collate(sequences, pad_id, device)).logits
-    return torch.softmax(logits.double(), dim=-1).cpu().numpy()
+    return torch.softmax(forward_logits(model, sequences, pad_id, device), dim=-1).cpu().numpy()

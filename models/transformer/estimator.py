@@ -12,9 +12,12 @@ import torch
 
 from competition.atomic import atomic_path, write_text_atomic
 from competition.errors import InputError
-from competition.labels import N_CLASSES, as_probabilities, swap_probabilities
-from models.transformer.batches import cut_batches, longest_first, predict_batch
-from models.transformer.packing import encode_pairs
+from competition.folds import prompt_groups
+from competition.labels import N_CLASSES, as_probabilities, one_hot, swap_probabilities
+from models.distill import soft_targets
+from models.transformer.batches import cut_batches, forward_logits, longest_first, predict_batch
+from models.transformer.heads import davidson_logits
+from models.transformer.packing import encode_pairs, encode_responses
 from models.transformer.settings import ModelConfig, TrainConfig
 from models.transformer.training import build_model, load_trainable_state, pick_device, train_classifier, trainable_state
 
@@ -46,16 +49,24 @@ def saved_settings(directory: str | Path) -> tuple[ModelConfig, TrainConfig] | N
 class TransformerPreference:
     """Three-way preference classifier over (prompt, response A, response B) conversations.
 
-    fit(frame, y) fine-tunes (LoRA or full) with A/B swap augmentation; predict_proba averages each
-    row with its swapped twin. `checkpoint_dir` makes fit resumable after a kill.
+    fit(frame, y, groups) fine-tunes (LoRA or full) with A/B swap augmentation; with `train.teacher` the
+    targets mix the labels with a LightGBM teacher refitted on prompt-grouped inner folds of the training rows
+    (models/lgbm.teacher_probabilities), and `unlabeled` rows join with the teacher's probabilities alone.
+    predict_proba averages each row with its swapped twin (the cross head) or scores each side once (the
+    reward head, symmetric by construction). `checkpoint_dir` makes fit resumable after a kill.
     """
 
     def __init__(
-        self, model: ModelConfig | None = None, train: TrainConfig | None = None, checkpoint_dir: str | Path | None = None
+        self,
+        model: ModelConfig | None = None,
+        train: TrainConfig | None = None,
+        checkpoint_dir: str | Path | None = None,
+        unlabeled: pd.DataFrame | None = None,
     ):
         self.model = model or ModelConfig()
         self.train = train or TrainConfig()
         self.checkpoint_dir = checkpoint_dir
+        self.unlabeled = unlabeled
 
     def _setup(self) -> None:
         self.device_ = pick_device(self.train.device)
@@ -63,35 +74,94 @@ class TransformerPreference:
             torch.set_num_threads(self.train.num_threads)
         self.tokenizer_, self.network_ = build_model(self.model, self.device_, self.train.seed)
 
+    def _targets(self, frame: pd.DataFrame, y: np.ndarray, groups) -> tuple[pd.DataFrame, np.ndarray]:
+        """The training rows (unlabeled ones appended) and their (n, 3) target distributions."""
+        has_unlabeled = self.unlabeled is not None and len(self.unlabeled) > 0
+        if not self.train.teacher:
+            if has_unlabeled:
+                raise InputError("unlabeled rows need a teacher for their targets: set train.teacher")
+            return frame, one_hot(y)
+        from models.lgbm import teacher_probabilities
+
+        if groups is None:
+            groups = prompt_groups(frame).to_numpy()
+        labelled, pseudo = teacher_probabilities(
+            self.train.teacher,
+            frame,
+            y,
+            groups,
+            self.train.teacher_inner_folds,
+            self.train.seed,
+            self.train.num_threads,
+            self.unlabeled if has_unlabeled else None,
+        )
+        targets = soft_targets(y, labelled, self.train.teacher_weight)
+        self.teacher_probs_ = labelled
+        if pseudo is None:
+            return frame, targets
+        return pd.concat([frame, self.unlabeled], ignore_index=True), np.concatenate([targets, pseudo])
+
     def fit(self, frame: pd.DataFrame, y: np.ndarray, groups=None) -> TransformerPreference:
-        """Fine-tunes on `frame`'s turn lists; `groups` is accepted for the shared estimator face and unused."""
+        """Fine-tunes on `frame`'s turn lists; `groups` (prompt ids) nest the teacher's refits by prompt."""
+        y = np.asarray(y, dtype=np.int64)
+        rows, targets = self._targets(frame, y, groups)
         self._setup()
         self.result_ = train_classifier(
-            self.network_, self.tokenizer_, frame, y, self.model, self.train, self.device_, self.checkpoint_dir
+            self.network_, self.tokenizer_, rows, targets, self.model, self.train, self.device_, self.checkpoint_dir
         )
         # read by the cross-fit loop: the fold report's steps, and a time-boxed fold left to resume, not scored
-        self.fit_facts_ = {"steps": self.result_.steps_done}
+        self.fit_facts_ = {"steps": self.result_.steps_done, "train_rows_with_unlabeled": len(rows)}
         self.stopped_ = self.result_.stopped
         return self
 
+    def _batches(self, sequences: list[list[int]]):
+        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
+        return cut_batches(lengths, longest_first(lengths), self.train.predict_tokens)
+
     def _predict_side(self, frame: pd.DataFrame, swapped: bool) -> np.ndarray:
         """Probabilities of one A/B order, in batches cut by `train.predict_tokens` padded tokens, longest first."""
-        self.network_.eval()
         sequences = encode_pairs(self.tokenizer_, frame, self.model.max_length, swapped)
-        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
         probs = np.zeros((len(sequences), N_CLASSES), dtype=np.float64)
-        for rows in cut_batches(lengths, longest_first(lengths), self.train.predict_tokens):
+        for rows in self._batches(sequences):
             probs[rows] = predict_batch(self.network_, [sequences[i] for i in rows], self.tokenizer_.pad_token_id, self.device_)
         return probs
+
+    def _predict_reward(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each (prompt, response) scored once; the pair's probabilities from the two rewards."""
+        sequences = [
+            *encode_responses(self.tokenizer_, frame, self.model.max_length, "a"),
+            *encode_responses(self.tokenizer_, frame, self.model.max_length, "b"),
+        ]
+        rewards = torch.zeros(len(sequences), dtype=torch.float64)
+        for rows in self._batches(sequences):
+            batch = [sequences[i] for i in rows]
+            rewards[torch.as_tensor(rows)] = forward_logits(
+                self.network_.scorer, batch, self.tokenizer_.pad_token_id, self.device_
+            )[:, 0].cpu()
+        n = len(frame)
+        logits = davidson_logits(rewards[:n], rewards[n:], self.network_.log_tie.detach().double().cpu())
+        return torch.softmax(logits, dim=-1).numpy()
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """(n, 3) float64 in the order a, b, tie; with swap_average, the mean over both A/B orders."""
         if not hasattr(self, "network_"):
             raise RuntimeError("fit or load the estimator first")
+        self.network_.eval()
+        if self.model.head == "reward":
+            return as_probabilities(self._predict_reward(frame))
         probs = self._predict_side(frame, swapped=False)
         if self.train.swap_average:
             probs = (probs + swap_probabilities(self._predict_side(frame, swapped=True))) / 2
         return as_probabilities(probs)
+
+    def release(self) -> None:
+        """Frees the network (and the GPU memory it holds) once a fold is done with it."""
+        self.__dict__.pop("network_", None)
+        if torch.cuda.is_available():
+            import gc
+
+            gc.collect()
+            torch.cuda.empty_cache()
 
     def save(self, directory: str | Path) -> Path:
         """Trainable weights (adapters + head, or all for a full fine-tune) and settings; the base stays at model_path."""

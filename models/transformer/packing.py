@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 HEADERS = ("Prompt:\n", "\n\nResponse A:\n", "\n\nResponse B:\n")
+SINGLE_HEADERS = ("Prompt:\n", "\n\nResponse:\n")  # one response at a time (the reward head)
 TURN_SEPARATOR = "\n\n"
 CUT_MARKER = " [...] "
 # Characters kept at each end of a huge turn before tokenising: far more than any budget can use,
@@ -112,20 +113,26 @@ def _turn_texts(turns: Sequence[str | None], char_limit: int) -> list[str]:
 
 def pack_segments(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_length: int) -> list[list[int]]:
     """The three packed fields (header included), before special tokens; their total fits `max_length`."""
+    return pack_fields(tokenizer, (prompt_turns, response_a_turns, response_b_turns), HEADERS, max_length)
+
+
+def pack_fields(tokenizer, fields_turns, headers: Sequence[str], max_length: int) -> list[list[int]]:
+    """Each field's turns under its header, sharing `max_length` (less special tokens) by water-filling."""
     prefix, suffix = special_affixes(tokenizer)
-    fields = [_turn_texts(t, CHARS_PER_TOKEN_BOUND * max_length) for t in (prompt_turns, response_a_turns, response_b_turns)]
-    flat = [*HEADERS, TURN_SEPARATOR, CUT_MARKER, *(text for field in fields for text in field)]
+    fields = [_turn_texts(t, CHARS_PER_TOKEN_BOUND * max_length) for t in fields_turns]
+    flat = [*headers, TURN_SEPARATOR, CUT_MARKER, *(text for field in fields for text in field)]
     encoded = tokenizer(flat, add_special_tokens=False, verbose=False)["input_ids"]  # long turns are cut below
-    headers, separator, marker = encoded[:3], encoded[3], encoded[4]
-    turn_ids, at = [], 5
+    n = len(headers)
+    header_ids, separator, marker = encoded[:n], encoded[n], encoded[n + 1]
+    turn_ids, at = [], n + 2
     for field in fields:
         turn_ids.append(encoded[at : at + len(field)])
         at += len(field)
-    budget = max_length - len(prefix) - len(suffix) - sum(len(h) for h in headers)
-    if budget < 3:
+    budget = max_length - len(prefix) - len(suffix) - sum(len(h) for h in header_ids)
+    if budget < len(headers):
         raise ValueError(f"max_length {max_length} leaves no room for text after special tokens and headers")
     grants = share_budget([_field_need(t, separator) for t in turn_ids], budget)
-    return [h + pack_field(t, g, separator, marker) for h, t, g in zip(headers, turn_ids, grants, strict=True)]
+    return [h + pack_field(t, g, separator, marker) for h, t, g in zip(header_ids, turn_ids, grants, strict=True)]
 
 
 def pack_pair(tokenizer, prompt_turns, response_a_turns, response_b_turns, max_length: int) -> list[int]:
@@ -144,3 +151,15 @@ def encode_pairs(tokenizer, frame, max_length: int, swapped: bool | Sequence[boo
     flags = np.broadcast_to(np.asarray(swapped, dtype=bool), (len(frame),))
     rows = zip(frame["prompt"], frame["response_a"], frame["response_b"], flags, strict=True)
     return [pack_pair(tokenizer, prompt, *((b, a) if swap else (a, b)), max_length) for prompt, a, b, swap in rows]
+
+
+def encode_responses(tokenizer, frame, max_length: int, side: str) -> list[list[int]]:
+    """Packed ids of (prompt, response `side`) for each row, `side` "a" or "b": each response gets the whole
+    budget with its prompt, so the two sides of a row are scored by the same function (the reward head)."""
+    prefix, suffix = special_affixes(tokenizer)
+    column = {"a": "response_a", "b": "response_b"}[side]
+    out = []
+    for prompt, response in zip(frame["prompt"], frame[column], strict=True):
+        segments = pack_fields(tokenizer, (prompt, response), SINGLE_HEADERS, max_length)
+        out.append(prefix + [i for seg in segments for i in seg] + suffix)
+    return out

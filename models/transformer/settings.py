@@ -11,14 +11,16 @@ from competition.errors import InputError
 from competition.settings import CVConfig, DataConfig, RunLocation
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+HEADS = ("cross", "reward")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     model_path: str = ""  # local Hugging Face directory; never downloaded
     model_package: str = ""  # when model_path is empty: a pip package whose get_model_path() gives the directory
-    dtype: str = "float32"  # compute dtype: float32 on CPU, bfloat16 on GPU
-    quantize_4bit: bool = False  # NF4 through bitsandbytes; honoured only when CUDA is present
+    dtype: str = "float32"  # compute dtype; auto: float32 on CPU, bfloat16 on CUDA >= 8.0, float16 below (T4, V100)
+    quantize_4bit: bool = False  # NF4 base weights through bitsandbytes (CPU and CUDA); needs lora = true
+    head: str = "cross"  # cross: 3-way head on (prompt, A, B); reward: shared scalar head on (prompt, A), (prompt, B)
     max_length: int = 512
     lora: bool = False  # False: full fine-tune (BERT-family); True: LoRA adapters + trainable head
     lora_r: int = 32
@@ -27,9 +29,12 @@ class ModelConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     frozen_layers: int = 0  # the first N transformer layers get no updates (and no adapters)
     gradient_checkpointing: bool = False
+    random_init: bool = False  # benchmarks only: weights drawn from the config at model_path, no checkpoint read
 
     def __post_init__(self) -> None:
         require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        require(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
+        require(self.lora or not self.quantize_4bit, "quantize_4bit", "needs lora = true (4-bit weights are not trained)")
         require(8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576 tokens")
         require(self.lora_r >= 1 and finite(self.lora_alpha) and self.lora_alpha > 0, "lora_r", "and lora_alpha must be positive")
         require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
@@ -69,8 +74,11 @@ class TrainConfig:
     max_train_rows: int | None = None  # subsample each fold's training part (CPU runs)
     max_valid_rows: int | None = None  # subsample each fold's scored part (CPU runs)
     only_folds: tuple[int, ...] = ()  # train these folds only; empty: all
+    teacher: str = ""  # a LightGBM cv run whose recipe, refitted inside each fold, gives soft targets
+    teacher_weight: float = 0.5  # share of the teacher's probabilities in each labelled row's target
+    teacher_inner_folds: int = 4  # prompt-grouped folds inside the training rows on which the teacher is refitted
     seed: int = 42
-    device: str = "auto"  # auto: cuda when present, else cpu
+    device: str = "auto"  # auto: cuda when present (cuda:LOCAL_RANK under torchrun), else cpu
     num_threads: int = 2  # CPU threads for torch
 
     def __post_init__(self) -> None:
@@ -87,6 +95,8 @@ class TrainConfig:
             require(value is None or value >= 1, name, "must be at least 1 (or unset)")
         require(all(f >= 0 for f in self.only_folds), "only_folds", "must hold fold numbers >= 0")
         require(1 <= self.num_threads <= 1024, "num_threads", "must be at least 1")
+        require(finite(self.teacher_weight) and 0 <= self.teacher_weight <= 1, "teacher_weight", "must be in [0, 1]")
+        require(self.teacher_inner_folds >= 2, "teacher_inner_folds", "must be at least 2")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """The fine-tuning loop: seeded batch order, swap augmentation, gradient accumulation, cosine schedule,
-and a resumable checkpoint every N optimizer steps (a killed run continues from its last checkpoint
-and ends in the same state as an uninterrupted one)."""
+mixed precision (fp32 trainable parameters under autocast), data parallelism under torchrun, and a
+resumable checkpoint every N optimizer steps (a killed run continues from its last checkpoint and ends in
+the same state as an uninterrupted one).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -17,10 +20,11 @@ from tqdm import tqdm
 
 from competition.atomic import atomic_path
 from competition.errors import InputError
-from competition.labels import swap_labels
-from models.transformer.batches import collate
+from competition.labels import one_hot, swap_probabilities
+from models.transformer.batches import autocast
+from models.transformer.distributed import barrier, current_ranks, gather_objects, launched_ranks, mean_over_ranks
+from models.transformer.heads import RewardPair, training_logits
 from models.transformer.loading import load_classifier
-from models.transformer.packing import encode_pairs
 from models.transformer.settings import ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -32,8 +36,9 @@ MEGABATCH = 16  # micro-batches whose rows are length-sorted together (less padd
 
 
 def pick_device(name: str) -> torch.device:
+    """auto: the GPU of this rank (cuda:LOCAL_RANK under torchrun) when CUDA is present, else the CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{launched_ranks().local_rank}" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
 
@@ -43,22 +48,28 @@ def n_layers(model) -> int:
 
 
 def build_model(cfg: ModelConfig, device: torch.device, seed: int):
-    """(tokenizer, model) ready to train: frozen first layers, LoRA adapters or full fine-tune."""
-    torch.manual_seed(seed)  # the fresh head (and adapters) start the same way on every run
-    quantize = cfg.quantize_4bit and device.type == "cuda"
-    tokenizer, model = load_classifier(cfg.resolved_path(), device, cfg.dtype, quantize_4bit=quantize)
+    """(tokenizer, network) ready to train: frozen first layers, LoRA adapters or full fine-tune, the cross or
+    reward head, trainable parameters in float32.
+
+    4-bit bases are prepared by hand rather than by peft's `prepare_model_for_kbit_training`, which upcasts
+    every non-quantized weight to float32 (Gemma-2-9B's 0.9B-parameter embedding alone is 3.7 GB): here the
+    base is frozen as loaded, and only what trains is float32.
+    """
+    torch.manual_seed(seed)  # the fresh head (and adapters) start the same way on every run and every rank
+    labels = 1 if cfg.head == "reward" else 3
+    tokenizer, model = load_classifier(
+        cfg.resolved_path(), device, cfg.dtype, cfg.quantize_4bit, random_init=cfg.random_init, num_labels=labels
+    )
     depth = n_layers(model)
     if cfg.frozen_layers >= max(depth, 1):
         raise InputError(f"model.frozen_layers={cfg.frozen_layers} freezes all {depth} layers")
-    if quantize:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    elif cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
         from peft import LoraConfig, TaskType, get_peft_model
 
+        for param in model.parameters():
+            param.requires_grad_(False)
         lora = LoraConfig(
             task_type=TaskType.SEQ_CLS,
             r=cfg.lora_r,
@@ -73,7 +84,12 @@ def build_model(cfg: ModelConfig, device: torch.device, seed: int):
             m = _LAYER_INDEX.search(name)
             if m and int(m.group(1)) < cfg.frozen_layers:
                 param.requires_grad_(False)
-    return tokenizer, model
+    network = RewardPair(model) if cfg.head == "reward" else model
+    for param in network.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            # a float32 master copy: a bfloat16 weight rounds small Adam updates away once the learning rate decays
+            param.data = param.data.float()
+    return tokenizer, network.to(device) if cfg.head == "reward" else network
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -107,11 +123,12 @@ def batch_schedule(text_lengths: np.ndarray, cfg: TrainConfig, n_micro: int) -> 
     return out[:n_micro]
 
 
-def count_steps(n_rows: int, cfg: TrainConfig) -> int:
+def count_steps(n_rows: int, cfg: TrainConfig, world: int = 1) -> int:
+    """Optimizer steps; one step takes batch_size × grad_accum × world rows."""
     if cfg.max_steps is not None:
         return cfg.max_steps
     per_epoch = math.ceil(n_rows / cfg.batch_size)
-    return math.ceil(math.ceil(cfg.epochs * per_epoch) / cfg.grad_accum)
+    return math.ceil(math.ceil(cfg.epochs * per_epoch) / (cfg.grad_accum * world))
 
 
 @dataclass
@@ -124,97 +141,150 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)  # wall time of each step run in this call
 
 
-def _fingerprint(n_rows: int, model_cfg: ModelConfig, cfg: TrainConfig, total: int) -> dict:
+def _fingerprint(targets: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, total: int, world: int) -> dict:
     return {
-        "rows": n_rows,
+        "rows": len(targets),
+        "targets": float(np.round(np.asarray(targets, dtype=np.float64).sum(axis=0) @ [1.0, 2.0, 3.0], 6)),
         "max_length": model_cfg.max_length,
+        "head": model_cfg.head,
         "batch": cfg.batch_size,
         "accum": cfg.grad_accum,
         "total": total,
         "seed": cfg.seed,
+        "world": world,
     }
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, fingerprint: dict) -> None:
-    state = {
-        "step": step,
-        "fingerprint": fingerprint,
-        "trainable": trainable_state(model),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)  # this rank's GPU only: a checkpoint loads on any GPU count
+    return state
 
 
-def resume(path: Path, model, optimizer, scheduler, fingerprint: dict) -> int:
+def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, fingerprint: dict, device) -> None:
+    """Rank 0 writes the state (identical on every rank after a synchronised step) and every rank's RNG."""
+    rng = gather_objects(_rng_state(device))
+    if current_ranks().is_main:
+        state = {
+            "step": step,
+            "fingerprint": fingerprint,
+            "trainable": trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    barrier()
+
+
+def resume(path: Path, model, optimizer, scheduler, scaler, fingerprint: dict, device) -> int:
     """Restores a checkpoint when there is one; returns the step to continue from."""
     if not path.exists():
         return 0
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["fingerprint"] != fingerprint:
-        raise InputError(f"checkpoint was made with other data or settings {state['fingerprint']} (delete it to restart)", path)
+    saved = state.get("fingerprint", {})
+    if saved.get("world", 1) != fingerprint["world"]:
+        raise InputError(
+            f"checkpoint was written by {saved.get('world', 1)} processes and this run has {fingerprint['world']}: "
+            f"resume with torchrun --nproc-per-node {saved.get('world', 1)} (or delete it to restart)",
+            path,
+        )
+    if saved != fingerprint:
+        raise InputError(f"checkpoint was made with other data or settings {saved} (delete it to restart)", path)
     load_trainable_state(model, state["trainable"], path)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    scaler.load_state_dict(state["scaler"])
+    rng = state["rng"][current_ranks().rank]
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
     log.info("resumed from %s at step %d", path, state["step"])
     return int(state["step"])
 
 
-def train_classifier(
-    model, tokenizer, frame, y, model_cfg: ModelConfig, cfg: TrainConfig, device, checkpoint_dir=None
-) -> TrainResult:
-    """Fine-tunes `model` in place on `frame` (prompt/response_a/response_b turn lists) and labels `y`."""
-    from transformers import get_cosine_schedule_with_warmup
-
-    y = np.asarray(y, dtype=np.int64)
-    total = count_steps(len(frame), cfg)
-    lengths = (
+def text_lengths(frame) -> np.ndarray:
+    return (
         frame[["prompt", "response_a", "response_b"]].map(lambda turns: sum(len(t or "") for t in turns)).sum(axis=1).to_numpy()
     )
-    schedule = batch_schedule(lengths, cfg, total * cfg.grad_accum)
-    params = [p for p in model.parameters() if p.requires_grad]
+
+
+def train_classifier(
+    network, tokenizer, frame, targets, model_cfg: ModelConfig, cfg: TrainConfig, device, checkpoint_dir=None
+) -> TrainResult:
+    """Fine-tunes `network` in place on `frame` (prompt/response_a/response_b turn lists).
+
+    `targets` are class ids (n,) or target distributions (n, 3) (soft labels from a teacher): the loss is the
+    cross-entropy to them, which for one-hot targets is the usual hard-label loss. Under torchrun each rank
+    runs 1/world of every step's micro-batches and DistributedDataParallel averages the gradients, so N
+    processes take the same steps as one process with grad_accum × N.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    targets = np.asarray(targets)
+    targets = one_hot(targets) if targets.ndim == 1 else targets.astype(np.float64)
+    ranks = current_ranks()
+    micro_per_step = cfg.grad_accum * ranks.world
+    total = count_steps(len(frame), cfg, ranks.world)
+    schedule = batch_schedule(text_lengths(frame), cfg, total * micro_per_step)
+    params = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), max(total, 1))
-    fingerprint = _fingerprint(len(frame), model_cfg, cfg, total)
+    # float16 activations need loss scaling; bfloat16 and float32 do not (the scaler is then a no-op)
+    half = network.get_input_embeddings().weight.dtype == torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=half)
+    fingerprint = _fingerprint(targets, model_cfg, cfg, total, ranks.world)
     ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
-    start = resume(ckpt, model, optimizer, scheduler, fingerprint) if ckpt else 0
+    start = resume(ckpt, network, optimizer, scheduler, scaler, fingerprint, device) if ckpt else 0
     result = TrainResult(start_step=start, steps_done=start, total_steps=total)
-    pad_id = tokenizer.pad_token_id
-    model.train()
-    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", leave=False)
+    runner = network
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+    network.train()
+    bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", leave=False, disable=not ranks.is_main)
     for step in bar:
         began = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
-        for rows, swapped in schedule[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]:
-            batch = collate(encode_pairs(tokenizer, frame.iloc[rows], model_cfg.max_length, swapped), pad_id, device)
-            labels = torch.as_tensor(np.where(swapped, swap_labels(y[rows]), y[rows]), device=device)
-            logits = model(**batch).logits.float()
-            loss = torch.nn.functional.cross_entropy(logits, labels) / cfg.grad_accum
-            loss.backward()
+        mine = schedule[step * micro_per_step : (step + 1) * micro_per_step][ranks.rank :: ranks.world]
+        for i, (rows, swapped) in enumerate(mine):
+            wanted = targets[rows]
+            wanted = np.where(swapped[:, None], swap_probabilities(wanted), wanted)
+            # gradients are averaged across ranks on the last micro-batch of the step only
+            sync = runner.no_sync() if ranks.world > 1 and i < len(mine) - 1 else contextlib.nullcontext()
+            with sync:
+                with autocast(network, device):
+                    logits = training_logits(
+                        runner, model_cfg.head, tokenizer, frame.iloc[rows], swapped, model_cfg.max_length, device
+                    )
+                log_probs = torch.log_softmax(logits.float(), dim=-1)
+                loss = -(torch.as_tensor(wanted, dtype=torch.float32, device=device) * log_probs).sum(dim=-1).mean()
+                loss = loss / cfg.grad_accum
+                scaler.scale(loss).backward()
             step_loss += loss.item()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
-        result.losses.append(step_loss)
+        result.losses.append(mean_over_ranks(step_loss, device))
         result.step_seconds.append(time.perf_counter() - began)
         result.steps_done = step + 1
         # The mean of recent steps, so a log shows whether training moves below the prior (about 1.06 here).
         recent_loss = float(np.mean(result.losses[-LOSS_WINDOW:]))
         bar.set_postfix(loss=f"{recent_loss:.4f}", refresh=False)
         if ckpt and (result.steps_done % cfg.checkpoint_every == 0 or result.steps_done == total):
-            save_checkpoint(ckpt, model, optimizer, scheduler, result.steps_done, fingerprint)
+            save_checkpoint(ckpt, network, optimizer, scheduler, scaler, result.steps_done, fingerprint, device)
             log.info(
                 "step %d/%d: mean training loss of the last %d steps %.4f", result.steps_done, total, LOSS_WINDOW, recent_loss
             )
         if cfg.stop_after_steps is not None and result.steps_done >= cfg.stop_after_steps and result.steps_done < total:
             result.stopped = True
             break
-    model.eval()
+    network.eval()
     return result

@@ -1,0 +1,73 @@
+"""Data-parallel training through torch.distributed, as `torchrun` launches it.
+
+`torchrun --nproc-per-node N -m competition train-transformer ...` starts N copies of the command with
+RANK, LOCAL_RANK and WORLD_SIZE set; `join()` turns them into one process group (NCCL on CUDA, gloo on
+CPU) and gives each rank its device. Every rank builds the same model from the same seed (with 4-bit
+QLoRA each holds its own quantized copy), runs its share of each optimizer step's micro-batches, and
+DistributedDataParallel averages the gradients. Rank 0 alone writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_ranks() -> Ranks:
+    """The ranks torchrun announced in the environment (one process without it)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return Ranks(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def join(device_name: str = "auto") -> Ranks:
+    """Initialises the process group once when launched by torchrun with WORLD_SIZE > 1."""
+    ranks = launched_ranks()
+    if ranks.world > 1 and not torch.distributed.is_initialized():
+        cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+        if cuda:
+            torch.cuda.set_device(ranks.local_rank)
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    return ranks
+
+
+def current_ranks() -> Ranks:
+    """The ranks of the initialised process group, or a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return Ranks(torch.distributed.get_rank(), torch.distributed.get_world_size(), launched_ranks().local_rank)
+    return Ranks()
+
+
+def barrier() -> None:
+    if current_ranks().world > 1:
+        torch.distributed.barrier()
+
+
+def mean_over_ranks(value: float, device: torch.device) -> float:
+    if current_ranks().world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return float(tensor.item()) / current_ranks().world
+
+
+def gather_objects(value) -> list:
+    """`value` of every rank, in rank order (one element without a process group)."""
+    ranks = current_ranks()
+    if ranks.world == 1:
+        return [value]
+    out = [None] * ranks.world
+    torch.distributed.all_gather_object(out, value)
+    return out
