@@ -60,11 +60,13 @@ class CrossFitResult:
 
 class FoldStore:
     """Finished folds on disk: `<root>/fold<k>/` holding the fold's oof and test predictions, its facts and
-    (optionally) its model, each committed as a unit."""
+    (optionally) its model, each committed as a unit. With `writer=False` (the other ranks of a data-parallel
+    run, whose rank 0 writes) it reads finished folds but writes nothing."""
 
-    def __init__(self, root: str | Path, save_models: bool = True):
+    def __init__(self, root: str | Path, save_models: bool = True, writer: bool = True):
         self.root = Path(root)
         self.save_models = save_models
+        self.writer = writer
 
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold{fold}"
@@ -73,6 +75,8 @@ class FoldStore:
         return (self.fold_dir(fold) / MANIFEST_FILE).exists()
 
     def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator) -> None:
+        if not self.writer:
+            return
         with staged_unit(self.fold_dir(fold), FOLD_KIND, facts) as staging:
             save_predictions(staging / OOF_FILE, ids, probs)
             if test_probs is not None:

@@ -86,3 +86,45 @@ def tricky_csv(tmp_path):
     path = tmp_path / "tricky.csv"
     pd.DataFrame(TRICKY_ROWS).to_csv(path, index=False)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def teacher_run(tmp_path_factory):
+    """A names-aware LightGBM cv run on a synthetic arena file, to serve as a distillation teacher's recipe."""
+    from competition.cli import pipeline
+    from competition.config import load_config
+
+    root = tmp_path_factory.mktemp("teacher")
+    path = root / "train.csv"
+    make_arena_frame(n_prompts=18, rows_per_prompt=8, seed=4).to_csv(path, index=False)
+    overrides = {
+        "data": {"train": str(path), "test": ""},
+        "out": str(root / "names"),
+        "cv": {"folds": 3, "fold_dir": ""},
+        "features": {"groups": ["lengths", "markdown", "model_names"], "cache_dir": ""},
+        "lgbm": {"max_rounds": 30, "early_stopping_rounds": 5, "min_data_in_leaf": 5, "num_threads": 1},
+    }
+    pipeline.run_cv(load_config(pipeline.SpineConfig, None, [overrides]))
+    return str(root / "names")
+
+
+@pytest.fixture
+def teacher_calls(monkeypatch) -> list[tuple[set, set]]:
+    """Every LightGBM prediction made while the test runs, as (prompt groups its model was fitted on, prompt
+    groups it was asked about): a teacher must never be asked about a prompt it saw."""
+    from models.lgbm import LGBMPreference
+
+    calls: list[tuple[set, set]] = []
+    original_fit, original_predict = LGBMPreference.fit, LGBMPreference.predict_proba
+
+    def spy_fit(self, frame, y, groups=None):
+        self.fitted_groups_ = set(frame["group"])
+        return original_fit(self, frame, y, groups)
+
+    def spy_predict(self, frame):
+        calls.append((self.fitted_groups_, set(frame["group"])))
+        return original_predict(self, frame)
+
+    monkeypatch.setattr(LGBMPreference, "fit", spy_fit)
+    monkeypatch.setattr(LGBMPreference, "predict_proba", spy_predict)
+    return calls

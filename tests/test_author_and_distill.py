@@ -121,26 +121,6 @@ def test_soft_target_objective_is_the_hard_one_at_weight_zero_and_cross_entropy_
     assert weighted_log_loss(expanded_probs, labels, weights) == pytest.approx(-(q * np.log(probs)).sum())
 
 
-@pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory, pairs):
-    """A names-aware LightGBM cv run to serve as the teacher recipe."""
-    from competition.cli import pipeline
-    from competition.config import load_config
-
-    root = tmp_path_factory.mktemp("teacher")
-    path = root / "train.csv"
-    make_arena_frame(n_prompts=18, rows_per_prompt=8, seed=4).to_csv(path, index=False)
-    overrides = {
-        "data": {"train": str(path), "test": ""},
-        "out": str(root / "names"),
-        "cv": {"folds": 3, "fold_dir": ""},
-        "features": {"groups": [*BASE, "model_names"], "cache_dir": ""},
-        "lgbm": {"max_rounds": 30, "early_stopping_rounds": 5, "min_data_in_leaf": 5, "num_threads": 1},
-    }
-    pipeline.run_cv(load_config(pipeline.SpineConfig, None, [overrides]))
-    return str(root / "names")
-
-
 def test_teacher_weight_zero_trains_exactly_the_hard_label_model(pairs, teacher_run):
     y, groups = pairs["label"].to_numpy(), pairs["group"].to_numpy()
     features = FeatureConfig(BASE, cache_dir=None)
@@ -158,20 +138,8 @@ def replace_config_weight(model: LGBMPreference, teacher: str, weight: float) ->
     return model
 
 
-def test_teacher_never_sees_the_students_validation_prompts_nor_the_rows_it_labels(pairs, teacher_run, monkeypatch):
-    calls: list[tuple[set, set]] = []
-    original_fit, original_predict = LGBMPreference.fit, LGBMPreference.predict_proba
-
-    def spy_fit(self, frame, y, groups=None):
-        self.fitted_groups_ = set(frame["group"])
-        return original_fit(self, frame, y, groups)
-
-    def spy_predict(self, frame):
-        calls.append((self.fitted_groups_, set(frame["group"])))
-        return original_predict(self, frame)
-
-    monkeypatch.setattr(LGBMPreference, "fit", spy_fit)
-    monkeypatch.setattr(LGBMPreference, "predict_proba", spy_predict)
+def test_teacher_never_sees_the_students_validation_prompts_nor_the_rows_it_labels(pairs, teacher_run, teacher_calls):
+    calls = teacher_calls
     y, groups = pairs["label"].to_numpy(), pairs["group"].to_numpy()
     folds = assign_folds(y, pd.Series(groups), 3, seed=1)
     student = replace(FAST, teacher=teacher_run, teacher_weight=0.5)

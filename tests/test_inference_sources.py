@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from test_inference_engine import keep_torch_threads, make_frame, model_dir  # noqa: F401  (the tiny random BERT + MiniLM tokenizer)
-from test_transformer_estimator import tiny_backbone
+from tiny_models import tiny_backbone
 
 from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig, WorkerConfig
 from inference.engine import infer_frame

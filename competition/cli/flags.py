@@ -51,6 +51,11 @@ FOLDS = Flag("--folds", "cv.folds", "number of prompt-grouped folds", type=int)
 SEED = Flag("--seed", "cv.seed", "random seed of the folds", type=int)
 TEACHER = Flag("--teacher", "lgbm.teacher", "distil from this LightGBM cv run's recipe, refitted on inner folds")
 TEACHER_WEIGHT = Flag("--teacher-weight", "lgbm.teacher_weight", "share of the teacher in the training targets", type=float)
+STUDENT_TEACHER = Flag("--teacher", "train.teacher", "distil from this LightGBM cv run's recipe, refitted inside each fold")
+STUDENT_TEACHER_WEIGHT = Flag(
+    "--teacher-weight", "train.teacher_weight", "share of the teacher in the labelled rows' targets", type=float
+)
+UNLABELED = Flag("--unlabeled", "data.unlabeled", "pairs without labels, trained on the teacher's probabilities (pseudo-labels)")
 MAX_ROWS = Flag(
     "--max-rows", "data.max_rows", "read only the first N training rows (quick runs; test files are read whole)", type=int
 )

@@ -71,3 +71,9 @@ def gather_objects(value) -> list:
     out = [None] * ranks.world
     torch.distributed.all_gather_object(out, value)
     return out
+
+
+def leave() -> None:
+    """Ends the process group this process joined (torchrun expects every rank to)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

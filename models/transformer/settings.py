@@ -100,9 +100,16 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class StudentDataConfig(DataConfig):
+    # pairs in the test format (no labels): each trains on the teacher's probabilities; rows whose prompt is
+    # also in the labelled data are dropped, so no fold's validation prompt is ever seen in training
+    unlabeled: str | None = None
+
+
+@dataclass(frozen=True)
 class TransformerRunConfig(RunLocation):
     name: str = "transformer/minilm"
-    data: DataConfig = field(default_factory=DataConfig)
+    data: StudentDataConfig = field(default_factory=StudentDataConfig)
     cv: CVConfig = field(default_factory=CVConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
