@@ -7,10 +7,14 @@ parent, with the same packer the models were trained with.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -114,25 +118,38 @@ class VllmBackend:
 
 
 def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
+    """vLLM's pooling runner on `device`, which must be the only GPU this process sees once CUDA starts.
+
+    `run_workers` starts a vLLM worker in a process of its own (for one device too), sets its
+    CUDA_VISIBLE_DEVICES (`visible_device_for`) before anything in it imports vLLM or starts CUDA, and hands
+    it "cuda:0"; called directly, in a fresh process, this pins `device` itself before importing vLLM. Workers
+    are not daemonic, so vLLM starts its engine core in a child process as it does by default
+    (VLLM_ENABLE_V1_MULTIPROCESSING is left as it is).
+
+    A fold model saved by `train-transformer` is served from its merged copy (`inference.merge.ensure_merged`:
+    the sibling folder `<model dir>-merged`, made once in the serving dtype and reused while the fold model is
+    unchanged).
+    """
     if not vllm_available():
         raise InputError(VLLM_MISSING)
     if not device.startswith("cuda"):
         raise InputError(f"the vLLM backend runs on CUDA devices only, got {device!r}")
-    # vLLM takes the first visible GPU; this process was started for `device`, so make it the only one
-    os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1] if ":" in device else "0"
-    import vllm
-
-    from models.transformer.estimator import saved_settings
-
     if spec.quantize_4bit:
         raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
-    if saved_settings(spec.model_path):
-        raise InputError(
-            "the vLLM backend needs a Hugging Face directory with merged weights, not a train-transformer fold model; "
-            "use --backend transformers",
-            spec.model_path,
-        )
-    kwargs = {"model": spec.model_path, "dtype": resolve_dtype_name(spec.dtype, device), "max_model_len": spec.max_length}
+    pin_visible_device(device)
+    from models.transformer.estimator import saved_settings
+
+    dtype = resolve_dtype_name(spec.dtype, "cuda:0")  # the one visible GPU
+    model_path = spec.model_path
+    if saved_settings(model_path):
+        from inference.merge import ensure_merged
+
+        model_path = str(ensure_merged(model_path, dtype))
+    try:
+        import vllm
+    except ImportError as err:  # installed but broken (e.g. built for another torch)
+        raise InputError(f"{VLLM_MISSING}; importing it failed: {err}") from err
+    kwargs = {"model": model_path, "dtype": dtype, "max_model_len": spec.max_length}
     try:
         llm = vllm.LLM(runner="pooling", **kwargs)
     except TypeError:  # vLLM before 0.10 named the pooling runner a task
@@ -141,11 +158,64 @@ def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
 
 
 def vllm_available() -> bool:
+    """Whether vLLM is installed, found without importing it (an import may start CUDA before the GPU is pinned)."""
     try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        return importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec
+        return "vllm" in sys.modules
+
+
+_CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
+# CUDA reads CUDA_VISIBLE_DEVICES up to its first entry that is neither an index nor a GPU/MIG UUID
+_VISIBLE_ENTRY = re.compile(r"\d+|(GPU|MIG)-[\w./-]+")
+
+
+def visible_device_for(device: str, parent_visible: str | None) -> str:
+    """CUDA_VISIBLE_DEVICES that leaves a process `device` ("cuda:N", numbered as the parent sees its GPUs) alone.
+
+    With nothing set in the parent, N itself; otherwise the N-th entry of the parent's list: a parent with
+    "2,3" gives cuda:1 the GPU "3", not "1". UUID entries (GPU-..., MIG-...) are kept as they are. Pure: the
+    caller reads the parent's variable.
+    """
+    match = _CUDA_DEVICE.fullmatch(device.strip().lower())
+    if match is None:
+        raise InputError(f"{device!r} is not a CUDA device (cuda or cuda:N)")
+    index = int(match.group(1) or 0)
+    if parent_visible is None:
+        return str(index)
+    entries = []
+    for entry in (e.strip() for e in parent_visible.split(",")):
+        if not _VISIBLE_ENTRY.fullmatch(entry):
+            break
+        entries.append(entry)
+    if index >= len(entries):
+        raise InputError(f"{device} is not visible: CUDA_VISIBLE_DEVICES={parent_visible!r} names {len(entries)} GPU(s)")
+    return entries[index]
+
+
+def pin_visible_device(device: str) -> str:
+    """Makes `device` the only GPU of this process (and of the processes it starts): CUDA_VISIBLE_DEVICES, mapped
+    through the one already set. Takes effect only where CUDA has not started yet; a no-op for "cuda:0" in a
+    process already pinned."""
+    visible = visible_device_for(device, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized() and os.environ.get("CUDA_VISIBLE_DEVICES") != visible:
+        log.warning(
+            "CUDA started in this process before %s was pinned; only the processes it starts see GPU %s alone", device, visible
+        )
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    return visible
+
+
+def pins_visible_device(factory) -> bool:
+    """Whether a worker's backend factory opens vLLM, whose worker must see its GPU alone from its start.
+
+    Recognised by the spec it opens: `partial(open_backend, spec)`, or any factory with a `spec` attribute.
+    """
+    spec = getattr(factory, "spec", None)
+    if isinstance(factory, partial):
+        spec = factory.keywords.get("spec", factory.args[0] if factory.args else None)
+    return isinstance(spec, BackendSpec) and spec.kind == "vllm"
 
 
 def open_backend(spec: BackendSpec, device: str, threads: int | None = None) -> Backend:

@@ -9,10 +9,13 @@ settings are read by the estimator's own `saved_settings`, so both sides rebuild
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
 from competition.errors import InputError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 1536
 
@@ -56,6 +59,12 @@ def load_saved_classifier(model_path: str | Path, device: str, dtype: str, quant
     if model_cfg.head != "cross":
         raise InputError(
             f"a {model_cfg.head}-head model scores each response on its own: predict it with `predict --model`, not `infer`",
+            model_path,
+        )
+    if model_cfg.quantize_4bit and not quantize_4bit:
+        log.warning(
+            "%s was trained on a 4-bit base; merged into unquantized weights its probabilities move "
+            "(0.08 at most on a tiny test model): set model.quantize_4bit = true to score it as trained",
             model_path,
         )
     cfg = replace(model_cfg, dtype=dtype, quantize_4bit=quantize_4bit, gradient_checkpointing=False)

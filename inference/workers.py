@@ -1,8 +1,15 @@
 """Worker processes: one per device, each scoring its shards and writing every shard atomically.
 
 With one device the worker runs in this process; with several, each runs in a spawned process (CUDA
-and torch threads do not survive fork) and reports progress through a queue. A batch that runs out
-of memory is split in half and retried; later batches at least that large are split up front.
+and torch threads do not survive fork) and reports progress through a queue. A vLLM worker always gets a
+process of its own, whose CUDA_VISIBLE_DEVICES names its GPU alone, set before anything in it starts CUDA
+or imports vLLM. A batch that runs out of memory is split in half and retried; later batches at least
+that large are split up front.
+
+Workers are not daemonic: vLLM starts its engine core in a child process, which a daemonic process may not
+have. They are stopped all the same when the parent fails: `run_workers` terminates them in `finally` (a
+SIGTERM to the parent raises there too), a terminated worker stops its own children before it exits, and a
+worker whose parent dies without a word (SIGKILL) notices and stops itself.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ import multiprocessing as mp
 import os
 import queue as queue_module
 import re
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,13 +33,14 @@ import numpy as np
 from competition.errors import InputError
 from competition.labels import as_probabilities
 from competition.predictions import save_predictions
-from inference.backends import Backend, free_memory, is_out_of_memory
+from inference.backends import Backend, free_memory, is_out_of_memory, pins_visible_device, visible_device_for
 from inference.batching import padded_size
 
 log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[str, "int | None"], Backend]
 Report = Callable[[tuple], None]
+STOP_GRACE_SECONDS = 10.0  # a terminated worker's time to stop its own children (vLLM's engine) before it is killed
 
 
 @dataclass
@@ -157,13 +168,42 @@ def open_and_run(factory: BackendFactory, device: str, threads: int, jobs: list[
     return stats
 
 
-def _worker_main(worker: int, factory: BackendFactory, device: str, threads: int, jobs: list[ShardJob], queue) -> None:
+def worker_placement(factory: BackendFactory, device: str, parent_visible: str | None) -> tuple[dict[str, str], str]:
+    """(environment of the worker process, device name inside it) for a worker on `device`.
+
+    A vLLM worker sees its GPU alone, mapped through the parent's CUDA_VISIBLE_DEVICES (`parent_visible`), and
+    names it cuda:0; any other worker keeps the parent's numbering.
+    """
+    if device.startswith("cuda") and pins_visible_device(factory):
+        return {"CUDA_VISIBLE_DEVICES": visible_device_for(device, parent_visible)}, "cuda:0"
+    return {}, device
+
+
+class _Terminated(BaseException):
+    """SIGTERM in a worker: raised wherever it is, so that it stops its children and exits."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+def _worker_main(
+    worker: int, factory: BackendFactory, device: str, threads: int, jobs: list[ShardJob], queue, env: dict[str, str]
+) -> None:
+    os.environ.update(env)  # first of all: CUDA reads CUDA_VISIBLE_DEVICES when it starts, vLLM when imported
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    _exit_with_parent()
+
     def report(message: tuple) -> None:
         queue.put((worker, *message))
 
-    _quiet_progress_bars()
     try:
+        _quiet_progress_bars()
         stats = open_and_run(factory, device, threads, jobs, report)
+    except _Terminated:
+        queue.cancel_join_thread()  # the parent no longer reads: exit without waiting to flush the queue
+        _stop_children()
+        raise SystemExit(128 + signal.SIGTERM) from None
     except InputError as err:
         queue.put((worker, "error", "input", str(err)))
         raise SystemExit(1) from None
@@ -171,6 +211,45 @@ def _worker_main(worker: int, factory: BackendFactory, device: str, threads: int
         queue.put((worker, "error", "crash", traceback.format_exc()))
         raise SystemExit(1) from None
     queue.put((worker, "done", stats))
+
+
+def _exit_with_parent() -> None:
+    """A worker whose parent dies without stopping it (SIGKILL, the out-of-memory killer) sends itself SIGTERM,
+    the parent's own way of stopping it; a non-daemonic orphan would otherwise hold its GPU on."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns once the parent's end of the start-up pipe closes: when it exits
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _stop_children(grace: float = STOP_GRACE_SECONDS) -> None:
+    """Terminates the processes this one started (vLLM's engine core among them), killing what outlives `grace`."""
+    stop_processes(mp.active_children(), grace)
+
+
+def stop_processes(procs: list, grace: float = STOP_GRACE_SECONDS, finished: frozenset = frozenset()) -> None:
+    """Stops and reaps started processes: those in `finished` (about to exit on their own) get `grace` seconds
+    first; the rest are terminated (SIGTERM) at once and get `grace` seconds to stop; whatever is left is killed."""
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        if proc in finished:
+            proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            log.warning("process %s (pid %s) did not stop within %.0f s of SIGTERM: killing it", proc.name, proc.pid, grace)
+            proc.kill()
+            proc.join()
 
 
 def _quiet_progress_bars() -> None:
@@ -183,28 +262,57 @@ def _quiet_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While workers run, SIGTERM to this process (a scheduler's stop, `kill`) raises SystemExit, so the `finally`
+    that stops the workers runs. Only where SIGTERM still has its default action, and in the main thread."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_workers(
     factory: BackendFactory, devices: list[str], threads: int, jobs: list[list[ShardJob]], on_message: Report
 ) -> list[WorkerStats]:
     """Runs `jobs[w]` on `devices[w]`; `on_message` sees every progress message in this process."""
-    if len(devices) == 1:
+    own_process = pins_visible_device(factory)  # vLLM: its GPU pinned before CUDA starts, so never in this process
+    if len(devices) == 1 and not own_process:
         return [open_and_run(factory, devices[0], threads, jobs[0], lambda message: on_message((0, *message)))]
     context = mp.get_context("spawn")
+    parent_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    placements = {w: worker_placement(factory, devices[w], parent_visible) for w in range(len(devices))}
     queue = context.Queue()
     procs = {  # a worker with nothing left to score (a rerun) is not started: loading a model costs minutes
-        w: context.Process(target=_worker_main, args=(w, factory, devices[w], threads, jobs[w], queue), daemon=True)
+        w: context.Process(
+            target=_worker_main,
+            args=(w, factory, placements[w][1], threads, jobs[w], queue, placements[w][0]),
+            name=f"inference-worker-{w}",
+            daemon=False,  # may start processes of its own (vLLM's engine core); stopped in `finally` below
+        )
         for w in range(len(devices))
         if jobs[w]
     }
-    for proc in procs.values():
-        proc.start()
+    started: list = []
+    stats: dict[int, WorkerStats] = {}
+    errors: list[tuple] = []
     try:
-        stats, errors = _collect(procs, queue, on_message)
+        with _sigterm_raises():
+            for proc in procs.values():
+                proc.start()
+                started.append(proc)
+            stats, errors = _collect(procs, queue, on_message)
     finally:
-        for proc in procs.values():
-            if proc.is_alive():
-                proc.terminate()
-            proc.join()
+        heard = set(stats) | {e[0] for e in errors}
+        stop_processes(started, finished=frozenset(procs[w] for w in heard))
         queue.close()
     _raise_failures(procs, devices, stats, errors)
     return [stats.get(w, WorkerStats()) for w in range(len(devices))]
