@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -156,3 +157,13 @@ def test_unlabeled_rows_without_a_teacher_are_refused_before_training(llama, tmp
     assert main([*argv, "--set", f"model.model_path={llama}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--teacher" in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "transformer").glob("*.toml")), ids=str)
+def test_every_transformer_preset_loads_and_validates(path):
+    from competition.config import load_config
+    from models.transformer.settings import TransformerRunConfig
+
+    cfg = load_config(TransformerRunConfig, path, [])
+    assert cfg.model.head in ("cross", "reward")
+    assert not cfg.model.quantize_4bit or cfg.model.lora
