@@ -86,6 +86,7 @@ def config_class(command: str):
             "prompt-leaderboard": "models.leaderboard.settings:PromptLeaderboardConfig",
         },
         "competition.cli.route": "models.routing.settings:RoutingConfig",
+        "competition.cli.dissect": "models.dissection.settings:DissectConfig",
     }[COMMANDS[command][0]]
     path = paths[command] if isinstance(paths, dict) else paths
     module, _, name = path.partition(":")

@@ -1,0 +1,146 @@
+"""dissect: which properties of an answer move a judge, with 95% credible intervals, per scenario and per judge;
+with --row and --model, the SHAP waterfall of one pair (models/dissection/).
+
+Run directory (a unit): effects.csv/.png (every judge × property), scenarios.csv/.png (labels judge: odds ratio
+per property × scenario; a scenario with too few pairs is reported, not fitted), judges.csv/.png (correlation
+of the judges' effect vectors), shap_<id>.csv/.png (with --row), summary.json, config.toml, manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from competition.cli.flags import CONFIG, NAME, OUT, SET, TRAIN, Flag, config_from_args
+from competition.config import save_config
+from competition.errors import InputError
+from competition.report import console, print_table
+from competition.rundir import check_outputs, safe_name, staged_unit
+
+PROPERTY_TABLE = Flag("--properties-table", "dissect.property_table", "CSV of id + one column per property (A − B values)")
+PROPERTIES = Flag("--properties", "dissect.properties", "property names to use (default: all measured ones)", nargs="+")
+TIES = Flag("--ties", "dissect.ties", "ties: drop them, or count each as half a win for both sides", choices=("drop", "half"))
+JUDGES = Flag("--judges", "dissect.judges", "run directories whose out-of-fold predictions are dissected too", nargs="+")
+ROW = Flag("--row", "dissect.row", "a pair id: SHAP waterfall of --model for that pair")
+MODEL = Flag("--model", "dissect.model", "a LightGBM run (or its model/ folder) for --row")
+SCENARIO = Flag(
+    "--scenario",
+    "dissect.scenario",
+    "dissect only this scenario's pairs",
+    choices=("code", "math", "writing", "reasoning", "other"),
+)
+MIN_PAIRS = Flag("--min-pairs", "dissect.min_pairs", "fewest decided pairs a scenario is fitted on", type=int)
+FLAGS = {"dissect": (CONFIG, TRAIN, OUT, NAME, PROPERTIES, PROPERTY_TABLE, TIES, JUDGES, SCENARIO, MIN_PAIRS, ROW, MODEL, SET)}
+
+
+def property_differences(frame: pd.DataFrame, settings) -> pd.DataFrame:
+    from data.loader import read_csv_checked
+    from features.registry import build_features
+    from models.dissection.properties import differences, external_differences, feature_groups, select
+
+    chosen = select(settings.properties)
+    diffs = differences(build_features(frame, feature_groups(chosen), None), chosen).reset_index(drop=True)
+    if settings.property_table:
+        table = read_csv_checked(Path(settings.property_table))
+        extra = external_differences(table, frame["id"], settings.property_table)
+        clash = sorted(set(extra.columns) & set(diffs.columns))
+        if clash:
+            raise InputError(f"column {clash[0]!r} is also a measured property: rename it", settings.property_table)
+        diffs = pd.concat([diffs, extra], axis=1)
+    return diffs
+
+
+def judge_name(run_dir: str) -> str:
+    return safe_name(Path(run_dir).resolve().name or "run")
+
+
+def run_dissection(cfg) -> dict:
+    from data.loader import load_arena_csv
+    from models.dissection import plots
+    from models.dissection.analysis import LABELS_JUDGE, dissect
+    from models.dissection.judges import label_targets, run_targets
+    from models.dissection.scenarios import scenarios
+
+    settings = cfg.dissect
+    if bool(settings.row) != bool(settings.model):
+        raise InputError("--row and --model go together: a SHAP waterfall needs a pair id and a LightGBM run")
+    inputs = [cfg.data.train, settings.property_table, settings.model, *settings.judges]
+    check_outputs([], inputs, cfg.run_dir, "dissection")
+    start = time.perf_counter()
+    frame = load_arena_csv(cfg.data.train, require_labels=True, max_rows=cfg.data.max_rows)
+    diffs = property_differences(frame, settings)
+    judges = {LABELS_JUDGE: label_targets(frame["label"].to_numpy(), settings.ties)}
+    for run_dir in settings.judges:
+        name = judge_name(run_dir)
+        if name in judges:
+            raise InputError(f"two judges are named {name!r}: give the runs distinct folder names", run_dir)
+        judges[name] = run_targets(run_dir, frame["id"])
+    scenario = scenarios(frame["prompt"])
+    if settings.scenario:
+        inside = (scenario == settings.scenario).to_numpy()
+        decided = float(judges[LABELS_JUDGE][1][inside].sum())
+        if decided < settings.min_pairs:
+            raise InputError(
+                f"scenario {settings.scenario!r} has {decided:g} decided pairs, fewer than min_pairs={settings.min_pairs}: "
+                "too few to fit",
+                cfg.data.train,
+            )
+        judges = {name: (t[inside], w[inside]) for name, (t, w) in judges.items()}
+        diffs, scenario = diffs[inside].reset_index(drop=True), scenario[inside].reset_index(drop=True)
+    result = dissect(diffs, judges, scenario, settings.prior_sd, settings.min_pairs)
+    shap = None
+    if settings.row:
+        from models.dissection.shap import pair_contributions
+        from models.registry import load_model
+
+        model_dir = Path(settings.model)
+        model = load_model(model_dir / "model" if (model_dir / "model").is_dir() else model_dir)
+        shap = pair_contributions(model, frame, settings.row)
+    seconds = time.perf_counter() - start
+    too_small = {k: v for k, v in result.scenario_pairs.items() if 0 < v < settings.min_pairs}
+    summary = {
+        "pairs": len(frame),
+        "decided_pairs": float(judges[LABELS_JUDGE][1].sum()),
+        "properties": list(diffs.columns),
+        "judges": list(judges),
+        "scenario_pairs": result.scenario_pairs.to_dict(),
+        "scenarios_too_small": too_small,
+        "seconds": seconds,
+    }
+    with staged_unit(cfg.run_dir, "dissection", {"pairs": len(frame)}) as staging:
+        save_config(cfg, staging / "config.toml")
+        result.effects.to_csv(staging / "effects.csv", index=False)
+        labels = result.effects[result.effects["judge"] == LABELS_JUDGE]
+        plots.effects_plot(labels, staging / "effects.png", "what moves the labels' judge")
+        result.scenarios.to_csv(staging / "scenarios.csv")
+        plots.heatmap(result.scenarios, staging / "scenarios.png", "odds ratio per typical difference", "odds ratio", center=1.0)
+        result.similarity.to_csv(staging / "judges.csv")
+        plots.heatmap(result.similarity, staging / "judges.png", "correlation of the judges' effects", "correlation")
+        if shap is not None:
+            per_group, per_feature, base = shap
+            name = safe_name(settings.row)
+            per_feature.rename("contribution").to_csv(staging / f"shap_{name}.csv")
+            plots.waterfall(per_group, base, staging / f"shap_{name}.png", f"pair {settings.row}: 'A wins' by feature group")
+            summary["shap_groups"] = per_group.to_dict()
+        (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return {"summary": summary, "result": result, "labels": labels}
+
+
+def main(args: argparse.Namespace) -> int:
+    from models.dissection.settings import DissectConfig
+
+    cfg = config_from_args(DissectConfig, args, FLAGS["dissect"])
+    out = run_dissection(cfg)
+    table = out["labels"][["property", "odds_ratio", "odds_ratio_low", "odds_ratio_high", "credible"]]
+    print_table("labels' judge: odds of winning × per typical A − B difference (95% credible interval)", table, digits=3)
+    too_small = out["summary"]["scenarios_too_small"]
+    if too_small:
+        console.print(
+            "scenarios with too few decided pairs (not fitted): " + ", ".join(f"{k} ({v:g})" for k, v in too_small.items())
+        )
+    console.print(f"wrote {cfg.run_dir} in {out['summary']['seconds']:.1f} s")
+    return 0
