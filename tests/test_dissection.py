@@ -146,3 +146,19 @@ def test_shap_values_add_up_to_the_raw_score_of_the_pair(pairs_csv, tmp_path):
     raw = model.booster_.predict(model.feature_table(frame.iloc[[7]]), raw_score=True)[0, CLASS_A]
     assert base + per_feature.sum() == pytest.approx(raw, abs=1e-9)
     assert per_group.sum() == pytest.approx(per_feature.sum()) and set(per_group.index) <= {"lengths", "markdown"}
+
+
+def test_another_judges_label_file_is_a_judge_and_equal_labels_give_equal_effects(pairs_csv, tmp_path):
+    frame = pd.read_csv(pairs_csv)
+    same = tmp_path / "same_judge.csv"
+    frame[["id", "winner_model_a", "winner_model_b", "winner_tie"]].to_csv(same, index=False)
+    flipped = frame.assign(winner_model_a=frame["winner_model_b"], winner_model_b=frame["winner_model_a"])
+    contrarian = tmp_path / "contrarian.csv"
+    flipped[["id", "winner_model_a", "winner_model_b", "winner_tie"]].to_csv(contrarian, index=False)
+    out = tmp_path / "d"
+    argv = ["dissect", "--train", str(pairs_csv), "--out", str(out), "--min-pairs", "10", "--judges", str(same), str(contrarian)]
+    assert main(argv) == 0
+    effects = pd.read_csv(out / "effects.csv").pivot(index="property", columns="judge", values="effect")
+    np.testing.assert_allclose(effects["same_judge"], effects["labels"], atol=1e-9)
+    np.testing.assert_allclose(effects["contrarian"], -effects["labels"], atol=1e-6)
+    assert pd.read_csv(out / "judges.csv", index_col=0).loc["labels", "contrarian"] == pytest.approx(-1.0)

@@ -24,7 +24,9 @@ from competition.rundir import check_outputs, safe_name, staged_unit
 PROPERTY_TABLE = Flag("--properties-table", "dissect.property_table", "CSV of id + one column per property (A − B values)")
 PROPERTIES = Flag("--properties", "dissect.properties", "property names to use (default: all measured ones)", nargs="+")
 TIES = Flag("--ties", "dissect.ties", "ties: drop them, or count each as half a win for both sides", choices=("drop", "half"))
-JUDGES = Flag("--judges", "dissect.judges", "run directories whose out-of-fold predictions are dissected too", nargs="+")
+JUDGES = Flag(
+    "--judges", "dissect.judges", "run directories (their out-of-fold predictions) or label CSVs of other judges", nargs="+"
+)
 ROW = Flag("--row", "dissect.row", "a pair id: SHAP waterfall of --model for that pair")
 MODEL = Flag("--model", "dissect.model", "a LightGBM run (or its model/ folder) for --row")
 SCENARIO = Flag(
@@ -54,15 +56,15 @@ def property_differences(frame: pd.DataFrame, settings) -> pd.DataFrame:
     return diffs
 
 
-def judge_name(run_dir: str) -> str:
-    return safe_name(Path(run_dir).resolve().name or "run")
+def judge_name(source: str) -> str:
+    return safe_name(Path(source).resolve().stem or "judge")
 
 
 def run_dissection(cfg) -> dict:
     from data.loader import load_arena_csv
     from models.dissection import plots
     from models.dissection.analysis import LABELS_JUDGE, dissect
-    from models.dissection.judges import label_targets, run_targets
+    from models.dissection.judges import judge_targets, label_targets
     from models.dissection.scenarios import scenarios
 
     settings = cfg.dissect
@@ -78,7 +80,7 @@ def run_dissection(cfg) -> dict:
         name = judge_name(run_dir)
         if name in judges:
             raise InputError(f"two judges are named {name!r}: give the runs distinct folder names", run_dir)
-        judges[name] = run_targets(run_dir, frame["id"])
+        judges[name] = judge_targets(run_dir, frame["id"], settings.ties)
     scenario = scenarios(frame["prompt"])
     if settings.scenario:
         inside = (scenario == settings.scenario).to_numpy()

@@ -18,7 +18,7 @@ class DissectionSettings:
     prior_sd: float = 2.5  # sd of the normal prior on each effect (log-odds per standardised step)
     min_pairs: int = 300  # a scenario with fewer decided pairs is reported as too small, never fitted
     scenario: str = ""  # dissect only this scenario's pairs (models/dissection/scenarios.py); empty: all pairs
-    judges: tuple[str, ...] = ()  # run directories whose out-of-fold predictions are dissected beside the labels
+    judges: tuple[str, ...] = ()  # run directories (out-of-fold predictions) or label CSVs dissected beside the labels
     row: str = ""  # a pair id: SHAP waterfall of `model` for that pair
     model: str = ""  # a LightGBM run (or its model/ folder) for `row`
 
