@@ -1,0 +1,1 @@
+"""Judge-crowd ranking (Decentralized Arena): rank many models from automatic pairwise judgments."""
