@@ -11,7 +11,7 @@ import polars as pl
 
 from features.text import RESPONSES, SIDES, WORDS_SUFFIX
 
-VERSION = 1
+VERSION = 2
 
 
 def _response_table(tf: pl.DataFrame) -> pl.DataFrame:
@@ -42,7 +42,8 @@ def _typicality(table: pl.DataFrame) -> pl.DataFrame:
     shared = pl.col("words").list.set_intersection("words_o").list.len()
     union = pl.col("words").list.len() + pl.col("words_o").list.len() - shared
     pairs = pairs.with_columns((shared / pl.max_horizontal(union, 1)).alias("j"))
-    agreement = pairs.group_by("rid").agg(pl.col("j").mean().alias("agreement"), pl.col("j").max().alias("closest"))
+    # sorted before the mean: the sum then runs in one order whatever the file's row order or blocks (exact equality)
+    agreement = pairs.group_by("rid").agg(pl.col("j").sort().mean().alias("agreement"), pl.col("j").max().alias("closest"))
     sizes = table.group_by("group").agg(
         pl.col("chars").median().alias("median_chars"), pl.len().cast(pl.Float64).alias("distinct")
     )

@@ -69,6 +69,8 @@ DEFAULT_GROUPS: tuple[str, ...] = tuple(name for name, g in FEATURE_GROUPS.items
 class FeatureConfig:
     groups: tuple[str, ...] = DEFAULT_GROUPS
     cache_dir: str | None = "runs/cache/features"
+    # a feature table of the training file built by `features` (parquet parts): read instead of computed
+    table_dir: str | None = None
 
     def __post_init__(self) -> None:
         require(len(self.groups) > 0, "groups", "must name at least one feature group")

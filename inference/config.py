@@ -53,13 +53,19 @@ class BatchConfig:
         require(self.max_batch_rows >= 1 and self.shard_rows >= 1, "max_batch_rows", "and shard_rows must be at least 1")
 
 
+ENGINES = ("local", "ray")
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     devices: str = "cpu"  # cpu | cpu:N | cuda | cuda:0,cuda:1 — one worker process per entry
     threads: int | None = None  # torch CPU threads per worker; default: cores / workers
+    engine: str = "local"  # local: this machine's worker processes; ray: actors on a Ray cluster (inference/ray_engine.py)
+    ray_address: str = ""  # ray engine: "" a local instance, "auto" this node's cluster, or HOST:PORT
 
     def __post_init__(self) -> None:
         require(self.threads is None or self.threads >= 1, "threads", "must be at least 1 (or unset)")
+        require(self.engine in ENGINES, "engine", f"must be one of {', '.join(ENGINES)}")
 
 
 @dataclass(frozen=True)

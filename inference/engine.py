@@ -223,7 +223,7 @@ def infer_frame(
     )
     run_start = time.perf_counter()
     with display:
-        worker_stats = run_workers(factory, devices, threads, jobs, display.update) if pending else []
+        worker_stats = _run(cfg, factory, devices, threads, jobs, display.update) if pending else []
     run_seconds = time.perf_counter() - run_start
     probs = merge_shards(plan, shard_dir, frame["id"])
     scored = sum(s.rows for s in worker_stats)
@@ -246,6 +246,14 @@ def infer_frame(
         "items_per_second_scoring": _scoring_rate(worker_stats),
     }
     return probs, stats
+
+
+def _run(cfg: InferenceConfig, factory, devices, threads, jobs, on_message):
+    if cfg.workers.engine == "ray":
+        from inference.ray_engine import run_ray_workers
+
+        return run_ray_workers(factory, devices, threads, jobs, on_message, cfg.workers.ray_address)
+    return run_workers(factory, devices, threads, jobs, on_message)
 
 
 def _scoring_rate(worker_stats) -> float | None:

@@ -88,6 +88,7 @@ def config_class(command: str):
         "competition.cli.route": "models.routing.settings:RoutingConfig",
         "competition.cli.dissect": "models.dissection.settings:DissectConfig",
         "competition.cli.arena": "models.arena.settings:ArenaConfig",
+        "competition.cli.features": "competition.cli.features:FeaturesConfig",
     }[COMMANDS[command][0]]
     path = paths[command] if isinstance(paths, dict) else paths
     module, _, name = path.partition(":")

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("competition.cli.leaderboard", "Bradley-Terry ratings with intervals from battles"),
     "prompt-leaderboard": ("competition.cli.leaderboard", "rank models for one prompt from a model-aware predictor"),
     "route": ("competition.cli.route", "choose a model per prompt under a cost budget"),
+    "features": ("competition.cli.features", "build a file's feature table as parquet parts, here or on a Ray cluster"),
     "arena": ("competition.cli.arena", "rank models from automatic pairwise judgments (binary insertion, Bradley-Terry)"),
     "dissect": ("competition.cli.dissect", "which answer properties move a judge: effects with credible intervals"),
 }

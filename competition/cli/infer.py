@@ -24,6 +24,8 @@ FLAGS = {
         Flag("--max-length", "model.max_length", "packed tokens per row (must match training)", type=int),
         Flag("--token-budget", "batching.token_budget", "padded tokens per batch", type=int),
         Flag("--devices", "workers.devices", "cpu | cpu:N | cuda | cuda:0,cuda:1 (one worker process each)"),
+        Flag("--engine", "workers.engine", "local worker processes, or actors on a Ray cluster", choices=("local", "ray")),
+        Flag("--ray-address", "workers.ray_address", "ray engine: '' starts a local instance, auto, or HOST:PORT"),
         Flag("--swap-average", "swap.average", "average with the A/B-swapped order", action="store_true"),
         Flag(
             "--placement",

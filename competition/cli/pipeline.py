@@ -43,7 +43,7 @@ class SpineConfig(RunLocation):
         return submission_file(self.submission, self.submissions_dir, self.name)
 
     def inputs(self) -> list[str | None]:
-        return [self.data.train, self.data.test, self.data.extra, self.lgbm.teacher]
+        return [self.data.train, self.data.test, self.data.extra, self.lgbm.teacher, self.features.table_dir]
 
     def side_outputs(self) -> list[str | None]:
         """Folders every training stage may write besides its run: fold tables and the feature cache."""
@@ -83,6 +83,18 @@ def attached_groups(cfg: SpineConfig) -> tuple[str, ...]:
     return groups
 
 
+def training_features(train: pd.DataFrame, groups: tuple[str, ...], features: FeatureConfig) -> pd.DataFrame:
+    """`train` with its computed feature columns: read from a table built by `features` when one is set, else
+    computed here (the "alone" view is always computed: a table holds the whole-file view only)."""
+    if not features.table_dir:
+        return attach_features(train, groups, features.cache_dir)
+    from features.parts import read_parts
+    from features.registry import computed
+
+    table = read_parts(features.table_dir, train, computed(groups))
+    return pd.concat([train.drop(columns=[c for c in train.columns if c in table.columns]), table], axis=1)
+
+
 @dataclass
 class CVRun:
     result: CrossFitResult
@@ -100,7 +112,7 @@ def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
     test = load_test(cfg.data.test)
     folds = train_folds(train, cfg.cv)
     groups = attached_groups(cfg)
-    frame = attach_features(train, groups, cfg.features.cache_dir)
+    frame = training_features(train, groups, cfg.features)
     alone = attach_features_alone(train, groups, cfg.features.cache_dir)
     test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
     result = cross_fit(
@@ -128,8 +140,9 @@ def fit(cfg: SpineConfig) -> Path:
     model_dir = cfg.run_dir / MODEL_DIR
     check_outputs([cfg.features.cache_dir], cfg.inputs(), model_dir, MODEL_KIND)
     train = load_train(cfg.data)
+    frame = training_features(train, cfg.features.groups, cfg.features) if cfg.features.table_dir else train
     model = LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed).fit(
-        train, train["label"].to_numpy(), train["group"].to_numpy()
+        frame, train["label"].to_numpy(), train["group"].to_numpy()
     )
     with staged_unit(model_dir, MODEL_KIND, {"rows": len(train)}) as staging:
         model.save(staging)

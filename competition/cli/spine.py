@@ -28,10 +28,11 @@ from competition.submission import write_submission
 
 MODEL = Flag("--model", None, "run directory (or its model/ folder) written by `fit`", required=True)
 SUBMISSION = Flag("--submission", "submission", "submission CSV to write (default: submissions_dir/<name>.csv)")
-TRAINING = (CONFIG, TRAIN, TEST, OUT, NAME, FOLDS, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, SET)
+FEATURES_TABLE = Flag("--features-table", "features.table_dir", "training features from a `features` run (parquet parts)")
+TRAINING = (CONFIG, TRAIN, TEST, OUT, NAME, FOLDS, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, FEATURES_TABLE, SET)
 FLAGS = {
     "cv": TRAINING,
-    "fit": (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, SET),
+    "fit": (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, TEACHER, TEACHER_WEIGHT, FEATURES_TABLE, SET),
     "predict": (CONFIG, MODEL, TEST, SUBMISSION, NAME, SET),
     "run": (*TRAINING[:-1], SUBMISSION, SET),
 }
