@@ -36,6 +36,7 @@ FAMILIES: dict[str, ModelFamily] = {
     for f in (
         ModelFamily("lgbm", "models.lgbm:LGBMPreference", "LightGBM over the feature registry's groups"),
         ModelFamily("transformer", "models.transformer.estimator:TransformerPreference", "fine-tuned sequence classifier"),
+        ModelFamily("p2l", "models.p2l.estimator:P2LPreference", "prompt-to-leaderboard (coefficients from the prompt)"),
     )
 }
 

@@ -89,6 +89,7 @@ def config_class(command: str):
         "competition.cli.dissect": "models.dissection.settings:DissectConfig",
         "competition.cli.arena": "models.arena.settings:ArenaConfig",
         "competition.cli.features": "competition.cli.features:FeaturesConfig",
+        "competition.cli.p2l": "models.p2l.settings:P2LConfig",
     }[COMMANDS[command][0]]
     path = paths[command] if isinstance(paths, dict) else paths
     module, _, name = path.partition(":")

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("competition.cli.features", "build a file's feature table as parquet parts, here or on a Ray cluster"),
     "arena": ("competition.cli.arena", "rank models from automatic pairwise judgments (binary insertion, Bradley-Terry)"),
     "dissect": ("competition.cli.dissect", "which answer properties move a judge: effects with credible intervals"),
+    "train-p2l": ("competition.cli.p2l", "prompt-to-leaderboard: per-prompt Bradley-Terry coefficients from the prompt alone"),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from competition.cli.flags import CONFIG, FOLDS, MAX_ROWS, NAME, OUT, SEED, SET, TEST, TRAIN, Flag, config_from_args
+from competition.errors import InputError
 from competition.report import console, print_mapping, print_table
 from models.leaderboard.bradley_terry import TIE_MODELS
 
@@ -19,6 +20,8 @@ ROW = Flag("--row", "row", "row (from 1) of --test whose prompt to rank models f
 MODELS = Flag("--models", "models", "models to rank (default: every model that answered)", nargs="+")
 GRADES = Flag("--grades", "data.grades", "CSV of question_id, model, grade to compare the ranking with")
 EVALUATE = Flag("--evaluate", "evaluate", "also measure the model-aware predictor out of fold", action="store_true")
+P2L = Flag("--p2l", "p2l.run", "rank with a train-p2l run's fold models instead (the prompt need not be in --train)")
+P2L_PROMPTS = Flag("--prompts", "p2l.prompts", "with --p2l: CSV with a prompt column; one aggregate leaderboard over them")
 FLAGS = {
     "leaderboard": (CONFIG, BATTLES, OUT, NAME, TIE_MODEL, BOOTSTRAP, RATING_SEED, MAX_ROWS, SET),
     "prompt-leaderboard": (
@@ -33,6 +36,8 @@ FLAGS = {
         ROW,
         MODELS,
         EVALUATE,
+        P2L,
+        P2L_PROMPTS,
         FOLDS,
         SEED,
         MAX_ROWS,
@@ -64,6 +69,15 @@ def run_prompt(args: argparse.Namespace) -> int:
     from models.leaderboard.settings import PromptLeaderboardConfig
 
     cfg = config_from_args(PromptLeaderboardConfig, args, FLAGS["prompt-leaderboard"])
+    if cfg.p2l.prompts and not cfg.p2l.run:
+        raise InputError("--prompts needs --p2l: an aggregate leaderboard over a file of prompts comes from a P2L run")
+    if cfg.p2l.run:
+        from models.p2l.commands import run_p2l_leaderboard
+
+        result = run_p2l_leaderboard(cfg)
+        print_table(f"P2L leaderboard ({result.prompt_key}), {cfg.p2l.level:.0%} jackknife intervals", result.table, digits=3)
+        console.print(f"wrote {result.run_dir}")
+        return 0
     result = run_prompt_leaderboard(cfg)
     print_table(f"predicted leaderboard for prompt {result.prompt_key}", result.table, digits=3)
     if result.evaluation:

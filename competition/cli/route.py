@@ -15,7 +15,8 @@ BUDGET = Flag("--budget", "router.budget", "mean cost per prompt (default: half 
 LAM = Flag("--lam", "router.lam", "route --test prompts by quality − lam·cost instead of a budget", type=float)
 MODELS = Flag("--models", "router.models", "candidate models (default: every model in the data)", nargs="+")
 COSTS = Flag("--costs", "router.costs_file", "TOML table: model = cost per request")
-FLAGS = {"route": (CONFIG, PROMPTS, GRADES, TEST, OUT, NAME, BUDGET, LAM, MODELS, COSTS, FOLDS, SEED, SET)}
+P2L = Flag("--p2l", "p2l", "a train-p2l run: also route by P2L's held-out win rates (P2L's cost-constrained router)")
+FLAGS = {"route": (CONFIG, PROMPTS, GRADES, TEST, OUT, NAME, BUDGET, LAM, MODELS, COSTS, P2L, FOLDS, SEED, SET)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def main(args: argparse.Namespace) -> int:
         ("best single: " + s["best_single_model"], s["best_single"]),
         ("model means only, at budget", s["means_only_at_budget"]),
         ("router at budget", s["router_at_budget"]),
+        *([("P2L router at budget", s["p2l_router_at_budget"])] if "p2l_router_at_budget" in s else []),
         ("oracle at budget", s["oracle_at_budget"]),
         ("oracle, no budget", s["oracle_unconstrained"]),
     ]
@@ -48,6 +50,8 @@ def main(args: argparse.Namespace) -> int:
         if share is not None
         else "oracle gains nothing here"
     )
+    if "p2l_router_share_of_oracle_gain_at_budget" in s:
+        console.print(f"P2L router's share of that gain: {s['p2l_router_share_of_oracle_gain_at_budget']:.3f}")
     if result["routed"] is not None:
         console.print(result["routed"]["model"].value_counts().to_string())
     console.print(f"wrote {s['run_dir']}")

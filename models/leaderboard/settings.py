@@ -112,6 +112,18 @@ class PairData:
 
 
 @dataclass(frozen=True)
+class P2LUse:
+    """prompt-leaderboard from a fitted train-p2l run instead of the model-aware predictor (models/p2l/)."""
+
+    run: str = ""  # the train-p2l run directory; empty: the model-aware LightGBM predictor
+    prompts: str = ""  # a CSV with a prompt column: one aggregate leaderboard over all its prompts
+    level: float = 0.95  # of the jackknife intervals over the run's fold models
+
+    def __post_init__(self) -> None:
+        require(finite(self.level) and 0 < self.level < 1, "level", "must be between 0 and 1 (e.g. 0.95)")
+
+
+@dataclass(frozen=True)
 class PromptLeaderboardConfig(RunLocation):
     name: str = "sample"
     # The prompt: one of its question_id (or the prompt hash), its text, or a row (from 1) of data.test.
@@ -125,6 +137,7 @@ class PromptLeaderboardConfig(RunLocation):
     # feature groups of the predictor; model_names is added by the model-aware predictor
     features: FeatureConfig = field(default_factory=FeatureConfig)
     lgbm: LGBMConfig = field(default_factory=LGBMConfig)
+    p2l: P2LUse = field(default_factory=P2LUse)
 
     def __post_init__(self) -> None:
         chosen = [k for k, v in (("prompt_id", self.prompt_id), ("prompt", self.prompt), ("row", self.row)) if v]

@@ -194,8 +194,13 @@ def prompt_folds(data: GradedPrompts, cfg: RoutingConfig) -> np.ndarray:
     return table["fold"].to_numpy()
 
 
-def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """(curve and baseline points, summary at the budget, per-prompt decisions at the budget)."""
+def evaluate_routing(
+    data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig, other_routers: dict[str, np.ndarray] | None = None
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """(curve and baseline points, summary at the budget, per-prompt decisions at the budget).
+
+    `other_routers` maps a name to another out-of-fold (prompts × models) quality matrix (e.g. P2L's win
+    rates): each is routed under the same budgets and reported beside the ridge router as `<name>_...`."""
     costs, grades = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file), data.grades
     available = ~np.isnan(grades)
     folds = prompt_folds(data, cfg)
@@ -273,6 +278,15 @@ def evaluate_routing(data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig) -> 
             "oracle_grade": grades[np.arange(len(grades)), oracle_choice],
         }
     )
+    for name, quality in (other_routers or {}).items():
+        points += [_point(name, grades, costs, route_budget(quality, costs, b, available), budget=b) for b in budgets]
+        choice = route_budget(quality, costs, budget, available)
+        summary[f"{name}_at_budget"] = _point(name, grades, costs, choice)
+        summary[f"{name}_share_of_oracle_gain_at_budget"] = (
+            (summary[f"{name}_at_budget"]["mean_grade"] - cheap_point["mean_grade"]) / gain if gain > 0 else None
+        )
+        decisions[f"{name}_model"] = np.array(data.models)[choice]
+        decisions[f"{name}_grade"] = grades[np.arange(len(grades)), choice]
     return pd.DataFrame(points + single + baselines), summary, decisions
 
 
@@ -302,6 +316,19 @@ def route_new_prompts(data: GradedPrompts, X: np.ndarray, test: pd.DataFrame, cf
     )
 
 
+def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> np.ndarray:
+    """P2L's choice for each prompt of `test`: the run's fold models' win rates, under the ridge router's budget rule."""
+    from models.p2l.commands import new_prompt_win_rates
+
+    costs = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file)
+    quality = new_prompt_win_rates(cfg.p2l, test["prompt"].tolist(), data.models)
+    if cfg.router.lam is not None:
+        return np.array(data.models)[route_lambda(quality, costs, cfg.router.lam)]
+    best = int(np.argmax(np.nanmean(data.grades, axis=0)))
+    budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[best]
+    return np.array(data.models)[route_budget(quality, costs, budget)]
+
+
 def run(cfg: RoutingConfig, write: bool = True) -> dict:
     """Out-of-fold routing figures (and routed test prompts); with `write`, the run directory as one unit."""
     if write:
@@ -311,8 +338,15 @@ def run(cfg: RoutingConfig, write: bool = True) -> dict:
     cost_vector(data.models, table, cfg.router.costs_file)
     test = read_prompts(cfg.data.test) if cfg.data.test else None
     X = prompt_features(data.prompts, cfg.quality.embed)
-    curve, summary, decisions = evaluate_routing(data, X, cfg)
+    other_routers = {}
+    if cfg.p2l:
+        from models.p2l.commands import out_of_fold_win_rates
+
+        other_routers["p2l_router"] = out_of_fold_win_rates(cfg.p2l, data.ids, data.models)
+    curve, summary, decisions = evaluate_routing(data, X, cfg, other_routers)
     routed = route_new_prompts(data, X, test, cfg) if test is not None else None
+    if routed is not None and cfg.p2l:
+        routed["p2l_model"] = p2l_routes(data, test, cfg)
     if write:
         with staged_unit(cfg.run_dir, RUN_KIND, {"prompts": len(data.ids)}) as staging:
             save_config(cfg, staging / "config.toml")

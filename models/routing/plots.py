@@ -14,6 +14,17 @@ def plot_curve(curve: pd.DataFrame, summary: dict, path: str | Path) -> Path:
     for policy, style in (("oracle", "k--"), ("router", "C0-")):
         part = curve[curve["policy"] == policy].sort_values("mean_cost")
         ax.plot(part["mean_cost"], part["mean_grade"], style, marker=".", label=f"{policy} under a budget")
+    known = {"oracle", "router", "best_single", "random"}
+    others = [p for p in curve["policy"].unique() if p not in known and not p.startswith("single:")]
+    for colour, policy in enumerate(others, start=4):  # C0-C3 mark the ridge router, oracle and baselines
+        part = curve[curve["policy"] == policy].sort_values("mean_cost")
+        ax.plot(
+            part["mean_cost"], part["mean_grade"], f"C{colour}-", marker=".", label=f"{policy.replace('_', ' ')} under a budget"
+        )
+        point = summary.get(f"{policy}_at_budget")
+        if point:
+            label = f"{policy.replace('_', ' ')} at budget"
+            ax.scatter([point["mean_cost"]], [point["mean_grade"]], marker="*", s=80, color=f"C{colour}", zorder=3, label=label)
     singles = curve[curve["policy"].str.startswith("single:")]
     ax.scatter(singles["mean_cost"], singles["mean_grade"], s=14, c="C1", label="single models")
     for row in singles.itertuples():

@@ -65,13 +65,14 @@ class RoutingConfig(RunLocation):
     data: RoutingData = field(default_factory=RoutingData)
     quality: QualityConfig = field(default_factory=QualityConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
+    p2l: str = ""  # a train-p2l run: P2L's router (held-out win rates under the same budget) beside the ridge router
 
     @property
     def run_dir(self) -> Path:
         return run_directory(self.out, str(Path(self.runs_dir) / "routing"), self.name)
 
     def inputs(self) -> list[str | None]:
-        return [self.data.grades, self.data.prompts, self.data.test, self.router.costs_file]
+        return [self.data.grades, self.data.prompts, self.data.test, self.router.costs_file, self.p2l]
 
     def side_outputs(self) -> list[str | None]:
         return [self.cv.fold_dir]

@@ -1,0 +1,157 @@
+"""train-p2l end to end through the CLI on simulated battles, and the uses of its run: blend, predict,
+prompt-leaderboard --p2l (one prompt, a file of prompts) and route --p2l."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition.cli import command_parser, main
+from competition.cli.flags import config_from_args
+from competition.crossfit import cross_fit, write_cross_fit
+from competition.rundir import file_digest, staged_unit
+from models.p2l.settings import P2LConfig
+from tests.test_p2l import prompt_of, simulated_battles, write_battles_csv, write_grades_csv
+
+FAST = ["--set", "head.l2_embedding=[0.5]", "--set", "head.l2_features=[0.05]", "--set", "tune.num_threads=1"]
+
+
+def sets(root: Path) -> list[str]:
+    return ["--set", f"encoder.cache_dir={str(root / 'cache')!r}", "--set", f"cv.fold_dir={str(root / 'folds')!r}", *FAST]
+
+
+def write_inputs(root: Path) -> None:
+    frame = simulated_battles(n_prompts=24, repeats=2, seed=3)
+    write_battles_csv(root / "battles.csv", frame)
+    write_grades_csv(root / "grades.csv", frame)
+    (root / "costs.toml").write_text("weak = 0.5\nsteady = 1.0\npoet = 4.0\ncoder = 4.0\n", encoding="utf-8")
+    new = [prompt_of(i)[0] for i in (300, 301, 302, 303)]
+    pd.DataFrame({"id": ["n1", "n2", "n3", "n4"], "prompt": [json.dumps([t]) for t in new]}).to_csv(root / "new.csv", index=False)
+
+
+def train(root: Path, out: str = "runs/p2l") -> int:
+    argv = ["train-p2l", "--train", str(root / "battles.csv"), "--grades", str(root / "grades.csv"), "--folds", "3"]
+    return main([*argv, "--out", str(root / out), *sets(root)])
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("p2l_cli")
+    write_inputs(root)
+    assert train(root) == 0
+    return root
+
+
+def test_train_p2l_writes_a_run_the_blender_can_read(root):
+    run = root / "runs" / "p2l"
+    assert json.loads((run / "manifest.json").read_text())["kind"] == "p2l"
+    oof = pd.read_parquet(run / "oof.parquet")
+    assert {"id", "fold", "label", "group"} <= set(oof.columns) and len(oof) == len(pd.read_csv(root / "battles.csv"))
+    table = pd.read_parquet(run / "coefficients.parquet")
+    assert len(table) == 24 * 4 and table.groupby("group")["fold"].nunique().max() == 1
+    summary = json.loads((run / "p2l_summary.json").read_text())
+    assert summary["p2l"]["log_loss"] < summary["names_only_bradley_terry"]["log_loss"]
+    figures = summary["p2l"]["per_prompt_leaderboard"]
+    assert (
+        figures["mean_spearman_vs_grades"]
+        > summary["names_only_bradley_terry"]["per_prompt_leaderboard"]["mean_spearman_vs_grades"]
+    )
+    assert sorted(p.name for p in (run / "folds").iterdir()) == ["fold0", "fold1", "fold2"]
+
+
+def test_a_rerun_skips_the_finished_folds(root):
+    run = root / "runs" / "p2l"
+    before = {p: file_digest(p) for p in (run / "folds").rglob("*") if p.is_file()}
+    oof = pd.read_parquet(run / "oof.parquet")
+    assert train(root) == 0
+    assert {p: file_digest(p) for p in (run / "folds").rglob("*") if p.is_file()} == before
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"), oof)
+
+
+def test_the_run_joins_a_blend(root):
+    from models.leaderboard.names import NamesBradleyTerry
+    from models.p2l.run import load_battles
+
+    frame = load_battles(str(root / "battles.csv"), None)
+    folds = pd.read_parquet(root / "runs" / "p2l" / "oof.parquet").set_index("id").loc[frame["id"], "fold"].to_numpy()
+    result = cross_fit(lambda fold: NamesBradleyTerry(), frame, frame["label"].to_numpy(), folds, frame["group"].to_numpy())
+    with staged_unit(root / "runs" / "names", "cv") as staging:
+        write_cross_fit(staging, result)
+    out = root / "runs" / "blend"
+    assert main(["blend", "--runs", str(root / "runs" / "names"), str(root / "runs" / "p2l"), "--out", str(out)]) == 0
+    report = pd.read_csv(out / "blend_report.csv")
+    assert report["log_loss"].iloc[-1] <= report["log_loss"].iloc[0] + 1e-9
+
+
+def test_a_fold_model_predicts_through_predict(root, tmp_path):
+    test = simulated_battles(n_prompts=3, repeats=1, seed=9, start=400)
+    write_battles_csv(tmp_path / "test.csv", test)
+    model = root / "runs" / "p2l" / "folds" / "fold0" / "model"
+    submission = tmp_path / "submission.csv"
+    assert main(["predict", "--model", str(model), "--test", str(tmp_path / "test.csv"), "--submission", str(submission)]) == 0
+    assert len(pd.read_csv(submission)) == len(test)
+
+
+def test_prompt_leaderboard_ranks_a_new_prompt_and_a_file_of_prompts(root):
+    run = str(root / "runs" / "p2l")
+    code_prompt = prompt_of(500)[0]
+    assert main(["prompt-leaderboard", "--p2l", run, "--prompt", code_prompt, "--out", str(root / "plb" / "one")]) == 0
+    table = pd.read_csv(next((root / "plb" / "one").glob("prompt_*.csv")))
+    assert table["model"].iloc[0] == "coder" and (table["lower"] <= table["score"]).all()
+    assert (table["score"] <= table["upper"]).all() and next((root / "plb" / "one").glob("prompt_*.png")).stat().st_size > 0
+    argv = ["prompt-leaderboard", "--p2l", run, "--prompts", str(root / "new.csv"), "--models", "coder", "poet", "weak"]
+    assert main([*argv, "--out", str(root / "plb" / "all")]) == 0
+    aggregate = pd.read_csv(root / "plb" / "all" / "aggregate.csv")
+    assert set(aggregate["model"]) == {"coder", "poet", "weak"} and aggregate["model"].iloc[-1] == "weak"
+
+
+def test_route_puts_the_p2l_router_beside_the_ridge_router(root):
+    argv = [
+        "route",
+        "--train",
+        str(root / "battles.csv"),
+        "--grades",
+        str(root / "grades.csv"),
+        "--costs",
+        str(root / "costs.toml"),
+    ]
+    argv += ["--p2l", str(root / "runs" / "p2l"), "--test", str(root / "new.csv"), "--folds", "3", "--budget", "2.5"]
+    assert main([*argv, "--out", str(root / "route"), "--set", f"cv.fold_dir={str(root / 'folds')!r}"]) == 0
+    summary = json.loads((root / "route" / "summary.json").read_text())
+    p2l = summary["p2l_router_at_budget"]
+    assert p2l["mean_cost"] <= 2.5 + 1e-9 and summary["p2l_router_share_of_oracle_gain_at_budget"] > 0.5
+    assert "p2l_router" in set(pd.read_csv(root / "route" / "curve.csv")["policy"])
+    routed = pd.read_csv(root / "route" / "routed.csv")
+    assert set(routed["p2l_model"]) <= {"coder", "poet", "steady", "weak"}
+
+
+def test_every_train_p2l_flag_sets_its_config_field():
+    # tests/test_architecture.py maps each command module to its config class; this is its check for train-p2l
+    parser, module = command_parser("train-p2l")
+    flags = module.FLAGS["train-p2l"]
+    for flag in (f for f in flags if f.field is not None):
+        value, argv = (16, ["16"]) if flag.type is int else ("some/where.csv", ["some/where.csv"])
+        cfg = config_from_args(P2LConfig, parser.parse_args([flag.name, *argv]), flags)
+        for part in flag.field.split("."):
+            cfg = getattr(cfg, part)
+        assert cfg == value, flag.name
+    listed = {opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")} - {"--help"}
+    assert listed == {flag.name for flag in flags}
+
+
+def test_coefficients_and_summary_agree_with_a_direct_fit(root):
+    """The held-out coefficient table is what each fold model says about its own held-out prompts."""
+    from models.p2l.uses import load_p2l_run
+
+    run = root / "runs" / "p2l"
+    fitted = load_p2l_run(run)
+    table = pd.read_parquet(run / "coefficients.parquet")
+    group = table[table["fold"] == 1]["group"].iloc[0]
+    text = prompt_of(int(group[1:]))[0]
+    theta, _ = fitted.estimators[1].coefficients([[text]])
+    stored = table[table["group"] == group].set_index("model")["coefficient"]
+    assert np.allclose(stored.loc[fitted.estimators[1].models_].to_numpy(), theta[0])
