@@ -19,6 +19,7 @@ from models.p2l.encoders import encode_batch, load_backbone, longest_first_batch
 from models.p2l.head import Battles
 from models.p2l.settings import EncoderConfig, TuneConfig
 from models.transformer.heads import davidson_logits
+from models.transformer.training import trainable_in_float32, with_lora
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +49,11 @@ def build_network(encoder: EncoderConfig, n_models: int, device, seed: int):
     if encoder.gradient_checkpointing:
         backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if encoder.lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        for param in backbone.parameters():
-            param.requires_grad_(False)
-        lora = LoraConfig(
-            task_type=TaskType.FEATURE_EXTRACTION,
-            r=encoder.lora_r,
-            lora_alpha=encoder.lora_alpha,
-            lora_dropout=encoder.lora_dropout,
-            target_modules=list(encoder.lora_targets),
-        )
-        backbone = get_peft_model(backbone, lora)
+        args = (encoder.lora_r, encoder.lora_alpha, encoder.lora_dropout, encoder.lora_targets)
+        backbone = with_lora(backbone, "FEATURE_EXTRACTION", *args)
     network = P2LNetwork(backbone, hidden_size, n_models, encoder.pooling)
     network.head.to(device)
-    for param in network.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()  # a float32 master copy: bfloat16 rounds small updates away
+    trainable_in_float32(network)
     return tokenizer, network
 
 

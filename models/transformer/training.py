@@ -66,30 +66,41 @@ def build_model(cfg: ModelConfig, device: torch.device, seed: int):
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
-        from peft import LoraConfig, TaskType, get_peft_model
-
-        for param in model.parameters():
-            param.requires_grad_(False)
-        lora = LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.lora_targets),
-            layers_to_transform=list(range(cfg.frozen_layers, depth)) if cfg.frozen_layers else None,
-        )
-        model = get_peft_model(model, lora)
+        layers = list(range(cfg.frozen_layers, depth)) if cfg.frozen_layers else None
+        model = with_lora(model, "SEQ_CLS", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, layers)
     else:
         for name, param in model.named_parameters():
             m = _LAYER_INDEX.search(name)
             if m and int(m.group(1)) < cfg.frozen_layers:
                 param.requires_grad_(False)
     network = RewardPair(model) if cfg.head == "reward" else model
+    trainable_in_float32(network)
+    return tokenizer, network.to(device) if cfg.head == "reward" else network
+
+
+def with_lora(model, task_type: str, r: int, alpha: float, dropout: float, targets, layers=None):
+    """`model` frozen whole, with LoRA adapters (peft) on `targets`, optionally only in `layers`."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    for param in model.parameters():
+        param.requires_grad_(False)
+    lora = LoraConfig(
+        task_type=getattr(TaskType, task_type),
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(targets),
+        layers_to_transform=layers,
+    )
+    return get_peft_model(model, lora)
+
+
+def trainable_in_float32(network) -> None:
+    """Every trainable parameter as a float32 master copy: a bfloat16 weight rounds small Adam updates away once
+    the learning rate decays (the frozen base keeps its dtype)."""
     for param in network.parameters():
         if param.requires_grad and param.dtype != torch.float32:
-            # a float32 master copy: a bfloat16 weight rounds small Adam updates away once the learning rate decays
             param.data = param.data.float()
-    return tokenizer, network.to(device) if cfg.head == "reward" else network
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
