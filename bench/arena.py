@@ -21,11 +21,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
+from analysis.arena.answers import AnswerBook  # noqa: E402
+from analysis.arena.judges import graded_oracle, run_judge  # noqa: E402
+from analysis.arena.procedure import Arena, ArenaSettings  # noqa: E402
 from competition.folds import prompt_groups  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
-from models.arena.answers import AnswerBook  # noqa: E402
-from models.arena.judges import graded_oracle, run_judge  # noqa: E402
-from models.arena.procedure import Arena, ArenaSettings  # noqa: E402
 
 
 def spearman(arena: Arena, models: list[str], truth: pd.Series) -> float:
@@ -121,8 +121,8 @@ def main() -> None:
 def selection_figures(book, frame, judges, truth, grades, models, args, k: int = 10) -> list[dict]:
     """Per category: all models ranked round-robin on k selected prompts vs k random prompts of the category
     (Spearman with the category's own mean-grade ranking), mean over repeats of the seed models."""
-    from models.arena.selection import select_prompts
-    from models.dissection.scenarios import scenarios
+    from analysis.arena.selection import select_prompts
+    from analysis.dissection.scenarios import scenarios
 
     category = dict(zip(prompt_groups(frame).astype(str), scenarios(frame["prompt"]), strict=True))
     rows = []
@@ -153,7 +153,7 @@ def selection_figures(book, frame, judges, truth, grades, models, args, k: int =
 
 
 def round_robin_on(book, judge, models, prompts, truth) -> float:
-    from models.leaderboard.bradley_terry import BradleyTerry
+    from models.bradley_terry import BradleyTerry
 
     keys = [
         (p, x, y)

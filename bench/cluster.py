@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from competition.cli.pipeline import load_test  # noqa: E402
 from competition.cluster import connect  # noqa: E402
 from features.parts import build_parts, read_parts  # noqa: E402
 from features.registry import DEFAULT_GROUPS, build_features, computed  # noqa: E402
+from stages.training import load_test  # noqa: E402
 
 
 def feature_figures(path: str, rows_per_block: int) -> dict:

@@ -18,12 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from analysis.dissection.bayes import fit_posterior  # noqa: E402
+from analysis.dissection.judges import label_targets  # noqa: E402
+from analysis.dissection.properties import standardised  # noqa: E402
+from analysis.dissection.settings import DissectConfig  # noqa: E402
 from competition.config import load_config  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
-from models.dissection.bayes import fit_posterior  # noqa: E402
-from models.dissection.judges import label_targets  # noqa: E402
-from models.dissection.properties import standardised  # noqa: E402
-from models.dissection.settings import DissectConfig  # noqa: E402
 
 
 def sampled_posterior(x: np.ndarray, target: np.ndarray, prior_sd: float, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--mcmc-steps", type=int, default=3000)
     args = parser.parse_args()
 
-    from competition.cli.dissect import property_differences, run_dissection
+    from cli.dissect import property_differences, run_dissection
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {"data": {"train": args.train}, "out": str(Path(tmp) / "d"), "dissect": {"judges": args.judges}}

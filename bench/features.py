@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from competition.cli.pipeline import SpineConfig, run_cv  # noqa: E402
 from competition.config import load_config  # noqa: E402
 from competition.folds import prompt_groups  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
 from features.registry import DEFAULT_GROUPS, build_features  # noqa: E402
+from stages.training import SpineConfig, run_cv  # noqa: E402
 
 
 def cpu_seconds() -> float:

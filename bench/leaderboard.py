@@ -24,11 +24,8 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from competition.settings import CVConfig  # noqa: E402
-from models.leaderboard.battles import encode_models, read_battles  # noqa: E402
-from models.leaderboard.bradley_terry import ELO_PER_LOGIT, aggregate  # noqa: E402
-from models.leaderboard.ratings import evaluate_holdout, fit_ratings, rating_table  # noqa: E402
-from models.leaderboard.settings import (  # noqa: E402
+from analysis.leaderboard.ratings import evaluate_holdout, fit_ratings, rating_table  # noqa: E402
+from analysis.leaderboard.settings import (  # noqa: E402
     BattleData,
     FitConfig,
     HoldoutConfig,
@@ -37,6 +34,9 @@ from models.leaderboard.settings import (  # noqa: E402
     PairData,
     PromptLeaderboardConfig,
 )
+from competition.settings import CVConfig  # noqa: E402
+from data.battles import encode_models, read_battles  # noqa: E402
+from models.bradley_terry import ELO_PER_LOGIT, aggregate  # noqa: E402
 from models.lgbm import LGBMConfig  # noqa: E402
 
 WELL_OBSERVED = 50  # battles; below this a rating is barely identified and optimisers stop in different places
@@ -120,7 +120,7 @@ def ratings_section(battles: str, seed: int) -> dict:
 
 
 def predictor_section(pairs: str, grades: str, seed: int, learning_rate: float, names_only: bool) -> dict:
-    from models.leaderboard.prompt import evaluate_predictor, load_pairs
+    from analysis.leaderboard.prompt import evaluate_predictor, load_pairs
 
     cfg = PromptLeaderboardConfig(
         data=PairData(train=pairs, grades=grades), cv=CVConfig(seed=seed), lgbm=LGBMConfig(learning_rate=learning_rate)

@@ -32,13 +32,13 @@ SHARES = (0.125, 0.25, 0.5, 1.0)
 
 
 def figures(run: str, names: str) -> dict:
+    from analysis.p2l import out_of_fold_win_rates
+    from analysis.routing.evaluate import evaluate_routing, load_graded
+    from analysis.routing.quality import prompt_features
+    from analysis.routing.settings import RouterConfig, RoutingConfig
     from competition.metric import score_report
     from ensemble.blend import cross_fitted_blend, honest_blend_folds
     from ensemble.runs import load_runs
-    from models.p2l.commands import out_of_fold_win_rates
-    from models.routing.evaluate import evaluate_routing, load_graded
-    from models.routing.quality import prompt_features
-    from models.routing.settings import RouterConfig, RoutingConfig
 
     summary = json.loads((Path(run) / "p2l_summary.json").read_text(encoding="utf-8"))
     out: dict = {"train_p2l": summary}

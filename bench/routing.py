@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis.routing.evaluate import evaluate_routing, load_graded  # noqa: E402
+from analysis.routing.quality import prompt_features  # noqa: E402
+from analysis.routing.settings import QualityConfig, RoutingConfig  # noqa: E402
 from competition.config import load_config  # noqa: E402
-from models.routing.evaluate import evaluate_routing, load_graded  # noqa: E402
-from models.routing.quality import prompt_features  # noqa: E402
-from models.routing.settings import QualityConfig, RoutingConfig  # noqa: E402
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -20,16 +20,13 @@ import numpy as np
 import pandas as pd
 
 from competition.atomic import write_text_atomic
-from competition.config import save_config
 from competition.errors import InputError
 from competition.labels import swap_probabilities
-from competition.predictions import TEST_FILE, load_predictions, probabilities_for, save_predictions
-from competition.rundir import run_kind, write_manifest
+from competition.predictions import load_predictions, probabilities_for
 from inference.backends import open_backend
 from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency
-from inference.config import PLACEMENTS, InferenceConfig, ModelConfig
+from inference.config import PLACEMENTS, InferenceConfig
 from inference.progress import ProgressDisplay
-from inference.sources import tokenizer_dir
 from inference.workers import BackendFactory, ShardJob, parse_devices, run_workers, threads_per_worker
 from models.transformer.batches import cut_batches, longest_first
 from models.transformer.packing import encode_pairs
@@ -262,37 +259,3 @@ def _scoring_rate(worker_stats) -> float | None:
         return None
     window = max(s.finished_at for s in active) - min(s.started_at for s in active)
     return sum(s.rows for s in active) / window if window > 0 else None
-
-
-def check_max_length(model: ModelConfig) -> None:
-    """A fold model scored at another packing length than it was trained with loses accuracy silently."""
-    from models.transformer.estimator import saved_settings
-
-    settings = saved_settings(model.path)
-    trained = settings and settings[0].max_length
-    if trained and model.max_length and model.max_length != trained:
-        log.warning("%s was trained at max_length %d; scoring at %d", model.path, trained, model.max_length)
-
-
-def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool = False) -> dict:
-    """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics.
-
-    Its other files carry an `infer` prefix, so the run directory may be a training run's (one holding
-    oof.parquet): its test.parquet is replaced, the run's manifest is rewritten to name it, and `blend` reads
-    it as that run's test predictions.
-    """
-    from data.loader import load_arena_csv
-    from models.transformer.loading import load_tokenizer
-
-    check_max_length(cfg.model)
-    cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
-    frame = load_arena_csv(cfg.data.test, max_rows=cfg.data.max_rows)
-    tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path))
-    run_dir = cfg.run_dir
-    save_config(cfg, run_dir / CONFIG_FILE)
-    probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / SHARD_DIR, factory=factory, fresh=fresh)
-    save_predictions(run_dir / TEST_FILE, frame["id"], probs)
-    write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(stats, indent=1))
-    # The manifest is rewritten last: over a training run it now names the new test.parquet as that run's.
-    write_manifest(run_dir, run_kind(run_dir) or INFER_KIND)
-    return {**stats, "predictions": str(run_dir / TEST_FILE)}

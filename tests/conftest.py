@@ -91,7 +91,7 @@ def tricky_csv(tmp_path):
 @pytest.fixture(scope="session")
 def teacher_run(tmp_path_factory):
     """A names-aware LightGBM cv run on a synthetic arena file, to serve as a distillation teacher's recipe."""
-    from competition.cli import pipeline
+    from stages import training as pipeline
     from competition.config import load_config
 
     root = tmp_path_factory.mktemp("teacher")

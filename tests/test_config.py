@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from competition.cli.pipeline import SpineConfig
 from competition.config import load_config, parse_override, save_config
 from competition.errors import InputError
+from stages.training import SpineConfig
 
 
 def test_defaults_file_and_overrides(tmp_path):

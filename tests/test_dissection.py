@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main
-from models.dissection.analysis import LABELS_JUDGE, dissect
-from models.dissection.bayes import fit_posterior
-from models.dissection.judges import label_targets
-from models.dissection.properties import PROPERTY_NAMES, external_differences
-from models.dissection.scenarios import scenario_of
+from analysis.dissection.analysis import LABELS_JUDGE, dissect
+from analysis.dissection.bayes import fit_posterior
+from analysis.dissection.judges import label_targets
+from analysis.dissection.properties import PROPERTY_NAMES, external_differences
+from analysis.dissection.scenarios import scenario_of
+from cli import main
 from tests.conftest import make_arena_frame
 
 TRUE_EFFECTS = np.array([0.8, -0.5, 0.0, 0.3])
@@ -133,10 +133,10 @@ def test_property_table_missing_ids_names_the_file(pairs_csv, tmp_path, capsys):
 
 
 def test_shap_values_add_up_to_the_raw_score_of_the_pair(pairs_csv, tmp_path):
+    from analysis.dissection.shap import pair_contributions
     from competition.labels import CLASS_A
     from data.loader import load_arena_csv
     from features.registry import FeatureConfig
-    from models.dissection.shap import pair_contributions
     from models.lgbm import LGBMConfig, LGBMPreference
 
     frame = load_arena_csv(pairs_csv, require_labels=True)

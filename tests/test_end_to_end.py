@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import pipeline
+from stages import training as pipeline
 from competition.config import load_config
 from competition.labels import CLASS_A, CLASS_B, CLASS_TIE, swap_labels, swap_probabilities
 from competition.metric import log_loss, prior_log_loss

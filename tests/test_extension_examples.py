@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from competition.cli import COMMANDS, main
+from cli import COMMANDS, main
 from competition.crossfit import cross_fit
 from competition.folds import fold_table
 from data.loader import load_arena_csv
@@ -85,8 +85,8 @@ def test_recipe_command(monkeypatch, tmp_path, capsys):
     import sys
     import types
 
-    from competition.cli.flags import CONFIG, SET, TRAIN, config_from_args
-    from competition.cli.pipeline import SpineConfig, load_train
+    from cli.flags import CONFIG, SET, TRAIN, config_from_args
+    from stages.training import SpineConfig, load_train
 
     module = types.ModuleType("count_rows_command")
     module.FLAGS = {"count-rows": (CONFIG, TRAIN, SET)}

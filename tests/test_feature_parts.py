@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main
-from competition.cli.pipeline import load_test
+from cli import main
 from competition.predictions import load_predictions
 from features.parts import build_parts, prompt_blocks, read_parts
 from features.registry import DEFAULT_GROUPS, build_features, computed
+from stages.training import load_test
 from tests.conftest import make_arena_frame
 
 

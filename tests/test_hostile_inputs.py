@@ -5,7 +5,7 @@ The promise under test, for every case: exactly one line on stderr (naming the f
 the problem is inside a data file), exit code 2, no traceback, nothing written (no new run directory or
 submission, no *.tmp / *.staging left over), every file that existed before byte-identical afterwards, and
 so no output ever written over or inside an input. Settings are checked before any data is read (a tripwire
-replaces the CSV loader). Calls go through `competition.cli.main` in-process; a few run as real subprocesses.
+replaces the CSV loader). Calls go through `cli.main` in-process; a few run as real subprocesses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main
+from cli import main
 from competition.rundir import write_manifest
 from tests.conftest import make_arena_frame
 
@@ -156,8 +156,8 @@ def ws(base, tmp_path, monkeypatch, capsys, caplog):
 @pytest.fixture
 def tripwire(monkeypatch):
     """Any CSV read fails the case: settings must be refused before data is loaded (and so before training)."""
-    import competition.cli.pipeline as pipeline
     import data.loader
+    import stages.training as pipeline
 
     def boom(*args, **kwargs):
         raise AssertionError("tripwire: a data file was read before the settings were checked")

@@ -236,7 +236,7 @@ def fake_training_run(path: Path, test_ids=None, seed: int = 0) -> Path:
 
 
 def test_cli_writes_the_prediction_file_blend_reads(model_dir, tmp_path):
-    from competition.cli import main
+    from cli import main
 
     frame = make_frame(12)
     csv = write_arena_csv(frame.iloc[::-1], tmp_path / "test.csv")  # reversed: order must follow the file

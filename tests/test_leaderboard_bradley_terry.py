@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from models.leaderboard.bradley_terry import TIE_MODELS, BradleyTerry, aggregate, three_way
+from models.bradley_terry import TIE_MODELS, BradleyTerry, aggregate, three_way
 
 TRUE_TIE = {"half": 0.0, "rao-kupper": np.log(0.4), "davidson": np.log(0.6)}
 

@@ -1,4 +1,4 @@
-"""Hostile inputs to `leaderboard`, `prompt-leaderboard` and `route`, through `competition.cli.main`.
+"""Hostile inputs to `leaderboard`, `prompt-leaderboard` and `route`, through `cli.main`.
 
 The promise for every refused case: exit code 2, exactly one line on stderr (naming the file, and the row
 and column when the problem is inside a data file), no traceback, no fitting started, nothing written (no
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from competition.cli import main
+from cli import main
 from tests.test_leaderboard_prompt import pairs_csv
 from tests.test_leaderboard_run import battles_csv
 from tests.test_routing_router import write_graded
@@ -74,16 +74,16 @@ def snapshot(root: Path) -> tuple[dict[str, str], set[str]]:
 
 @pytest.fixture
 def no_fitting(monkeypatch):
-    import models.leaderboard.bradley_terry
+    import analysis.routing.quality
+    import models.bradley_terry
     import models.lgbm
-    import models.routing.quality
 
     def boom(*args, **kwargs):
         raise AssertionError("tripwire: fitting started although the input is bad")
 
     monkeypatch.setattr(models.lgbm.LGBMPreference, "fit", boom)
-    monkeypatch.setattr(models.leaderboard.bradley_terry.BradleyTerry, "fit", boom)
-    monkeypatch.setattr(models.routing.quality.PromptQuality, "fit", boom)
+    monkeypatch.setattr(models.bradley_terry.BradleyTerry, "fit", boom)
+    monkeypatch.setattr(analysis.routing.quality.PromptQuality, "fit", boom)
 
 
 @pytest.fixture

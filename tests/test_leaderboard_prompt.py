@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.prompt_leaderboard import run_prompt_leaderboard
+from analysis.leaderboard.settings import PromptLeaderboardConfig
 from competition.config import load_config
 from competition.errors import InputError
-from models.leaderboard.prompt import run_prompt_leaderboard
-from models.leaderboard.settings import PromptLeaderboardConfig
 
 MODELS = {"verbose-pro": 60, "mid-size": 25, "tiny": 4}  # words per answer: longer answers win here
 
@@ -101,10 +101,10 @@ def test_evaluation_reports_log_loss_with_and_without_model_names(cfg):
 
 def test_out_of_fold_figures_come_from_the_fold_table_and_the_cross_fit_loop(cfg):
     """The names-only baseline through cross_fit equals a hand-written loop over the same fold table's folds."""
+    from analysis.leaderboard.prompt import load_pairs, names_only_out_of_fold, pair_folds
     from competition.folds import fold_table
-    from models.leaderboard.battles import encode_models
-    from models.leaderboard.bradley_terry import BradleyTerry, aggregate
-    from models.leaderboard.prompt import load_pairs, names_only_out_of_fold, pair_folds
+    from data.battles import encode_models
+    from models.bradley_terry import BradleyTerry, aggregate
 
     frame = load_pairs(cfg)
     folds = pair_folds(frame, cfg)
@@ -122,8 +122,8 @@ def test_out_of_fold_figures_come_from_the_fold_table_and_the_cross_fit_loop(cfg
 
 
 def test_names_only_estimator_saves_and_loads(cfg, tmp_path):
-    from models.leaderboard.names import NamesBradleyTerry
-    from models.leaderboard.prompt import load_pairs
+    from analysis.leaderboard.prompt import load_pairs
+    from models.names_bradley_terry import NamesBradleyTerry
 
     frame = load_pairs(cfg)
     model = NamesBradleyTerry().fit(frame, frame["label"].to_numpy())

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main as cli_main
+from stages.leaderboard import run
+from analysis.leaderboard.settings import LeaderboardConfig
+from cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
-from models.leaderboard.battles import outcomes_from_frame, read_battles, split_battles
-from models.leaderboard.ratings import run
-from models.leaderboard.settings import LeaderboardConfig
+from data.battles import outcomes_from_frame, read_battles, split_battles
 
 
 def battles_csv(path, n=3000, seed=0):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from competition.labels import LABEL_COLUMNS, swap_labels, swap_probabilities
-from models.leaderboard.bradley_terry import three_way
+from models.bradley_terry import three_way
 from models.p2l.estimator import P2LPreference
 from models.p2l.settings import EncoderConfig, HeadConfig, TuneConfig
 
@@ -139,7 +139,7 @@ def test_the_estimator_recovers_which_model_is_good_at_which_kind_of_prompt(mode
 
 def test_the_estimator_beats_the_global_leaderboard_on_new_prompts(model):
     from competition.metric import log_loss
-    from models.leaderboard.names import NamesBradleyTerry
+    from models.names_bradley_terry import NamesBradleyTerry
 
     test = simulated_battles(n_prompts=20, repeats=2, seed=5, start=200)
     y = test["label"].to_numpy()
@@ -197,7 +197,7 @@ def test_inner_folds_choose_among_candidate_penalties(train_frame, cache_dir):
 
 
 def test_the_jackknife_over_folds():
-    from models.p2l.uses import jackknife
+    from analysis.p2l import jackknife
 
     mean, error = jackknife(np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]))
     assert np.allclose(mean, [2.0, 0.0])
@@ -205,7 +205,7 @@ def test_the_jackknife_over_folds():
 
 
 def test_aggregating_identical_prompts_gives_their_own_leaderboard_and_mixtures_are_not_mean_coefficients():
-    from models.p2l.uses import aggregate_ratings
+    from analysis.p2l import aggregate_ratings
 
     theta = np.array([1.0, 0.2, -0.4, -0.8])
     ratings, _ = aggregate_ratings(np.tile(theta, (3, 1)), np.full(3, LOG_TIE), "davidson")

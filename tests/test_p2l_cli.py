@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import command_parser, main
-from competition.cli.flags import config_from_args
+from cli import command_parser, main
+from cli.flags import config_from_args
 from competition.crossfit import cross_fit, write_cross_fit
 from competition.rundir import file_digest, staged_unit
 from models.p2l.settings import P2LConfig
@@ -73,8 +73,8 @@ def test_a_rerun_skips_the_finished_folds(root):
 
 
 def test_the_run_joins_a_blend(root):
-    from models.leaderboard.names import NamesBradleyTerry
-    from models.p2l.run import load_battles
+    from models.names_bradley_terry import NamesBradleyTerry
+    from stages.train_p2l import load_battles
 
     frame = load_battles(str(root / "battles.csv"), None)
     folds = pd.read_parquet(root / "runs" / "p2l" / "oof.parquet").set_index("id").loc[frame["id"], "fold"].to_numpy()
@@ -145,7 +145,7 @@ def test_every_train_p2l_flag_sets_its_config_field():
 
 def test_coefficients_and_summary_agree_with_a_direct_fit(root):
     """The held-out coefficient table is what each fold model says about its own held-out prompts."""
-    from models.p2l.uses import load_p2l_run
+    from analysis.p2l import load_p2l_run
 
     run = root / "runs" / "p2l"
     fitted = load_p2l_run(run)

@@ -1,4 +1,4 @@
-"""Hostile input to train-p2l, prompt-leaderboard --p2l and route --p2l, through `competition.cli.main`: exit code 2,
+"""Hostile input to train-p2l, prompt-leaderboard --p2l and route --p2l, through `cli.main`: exit code 2,
 exactly one line on stderr, nothing written, every earlier file byte-identical. A model name from the data never
 becomes a path."""
 
@@ -9,7 +9,7 @@ import json
 import pandas as pd
 import pytest
 
-from competition.cli import main
+from cli import main
 from competition.rundir import file_digest
 from tests.test_p2l import simulated_battles, write_battles_csv
 from tests.test_p2l_cli import sets, train, write_inputs

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.cli import main as cli_main
+from analysis.routing.router import mean_cost, route_budget, route_lambda
+from cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
-from models.routing.router import mean_cost, route_budget, route_lambda
 
 COSTS = np.array([0.2, 2.0, 2.0, 30.0, 60.0])
 
@@ -178,8 +178,9 @@ def pairs_from_grades(tmp_path):
 
 
 def test_without_grades_the_quality_is_each_models_win_share_on_the_prompt(tmp_path):
-    from models.routing.evaluate import load_graded, run
-    from models.routing.settings import RoutingConfig
+    from analysis.routing.evaluate import load_graded
+    from stages.route import run
+    from analysis.routing.settings import RoutingConfig
 
     write_graded(tmp_path)
     sets = [
@@ -223,9 +224,9 @@ def test_unknown_candidate_model_is_reported_in_one_line(tmp_path, capsys):
 def test_quality_folds_come_from_the_fold_table(tmp_path):
     """Routing's fold loop reads the fold table: prompts never straddle folds, and the table equals the one
     `fold_table` makes for these prompts (the same split the old per-stage assign_folds made)."""
+    from analysis.routing.evaluate import load_graded, prompt_folds
+    from analysis.routing.settings import RoutingConfig
     from competition.folds import assign_folds, fold_table
-    from models.routing.evaluate import load_graded, prompt_folds
-    from models.routing.settings import RoutingConfig
 
     write_graded(tmp_path)
     sets = [f"data.grades={str(tmp_path / 'grades.csv')!r}", f"data.prompts={str(tmp_path / 'pairs.csv')!r}", "cv.fold_dir=''"]

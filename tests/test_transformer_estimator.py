@@ -76,7 +76,7 @@ def test_resume_after_a_stop_ends_where_an_uninterrupted_run_ends(backbones, tmp
 
 
 def test_cli_trains_one_fold_and_writes_lgbm_style_predictions(backbones, tmp_path):
-    from competition.cli import main
+    from cli import main
 
     train, test = toy_frame(30, seed=1), toy_frame(6, seed=2)
     config = tmp_path / "tiny.toml"
@@ -100,7 +100,7 @@ def test_cli_trains_one_fold_and_writes_lgbm_style_predictions(backbones, tmp_pa
 
 
 def test_cli_reports_a_missing_model_directory(tmp_path, capsys):
-    from competition.cli import main
+    from cli import main
 
     train = write_arena_csv(tmp_path / "train.csv", toy_frame(10))
     code = main(

@@ -130,7 +130,7 @@ def write_csv(path, frame: pd.DataFrame) -> str:
 
 
 def test_cli_distils_with_pseudo_labels_and_drops_unlabeled_rows_sharing_a_labelled_prompt(llama, teacher_run, tmp_path):
-    from competition.cli import main
+    from cli import main
 
     labelled = make_arena_frame(n_prompts=9, rows_per_prompt=6, seed=4)
     train = write_csv(tmp_path / "train.csv", labelled)
@@ -150,7 +150,7 @@ def test_cli_distils_with_pseudo_labels_and_drops_unlabeled_rows_sharing_a_label
 
 
 def test_unlabeled_rows_without_a_teacher_are_refused_before_training(llama, tmp_path, capsys):
-    from competition.cli import main
+    from cli import main
 
     train = write_csv(tmp_path / "train.csv", make_arena_frame(n_prompts=6, rows_per_prompt=4))
     argv = ["train-transformer", "--train", train, "--test", "", "--out", str(tmp_path / "run"), "--unlabeled", train]

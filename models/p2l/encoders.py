@@ -130,6 +130,6 @@ def frozen_embeddings(encoder: EncoderConfig, texts: list[str], device, num_thre
 def prompt_columns(prompts: list[list[str | None]]) -> np.ndarray:
     """The registry's prompt-only columns (lengths, code request, non-ASCII share), log1p'd: all are non-negative
     counts or shares, and a very long prompt must not land a dozen standard deviations out."""
-    from models.routing.quality import registry_prompt_features
+    from features.prompt_columns import registry_prompt_features
 
     return np.log1p(registry_prompt_features(prompts).to_numpy(dtype=np.float64))

@@ -19,8 +19,8 @@ import pandas as pd
 from competition.atomic import atomic_path, write_text_atomic
 from competition.errors import InputError
 from competition.labels import as_probabilities
-from models.leaderboard.battles import encode_models
-from models.leaderboard.bradley_terry import three_way
+from data.battles import encode_models
+from models.bradley_terry import three_way
 from models.p2l.encoders import frozen_embeddings, prompt_columns, prompt_text
 from models.p2l.head import OUTCOME_OF_LABEL, Battles, LinearHead, choose_penalty, fit_head, global_start, penalties
 from models.p2l.settings import EncoderConfig, HeadConfig, TuneConfig

@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 
 from competition.folds import assign_folds
 from competition.metric import log_loss
-from models.leaderboard.bradley_terry import BradleyTerry, aggregate, row_terms, three_way
+from models.bradley_terry import BradleyTerry, aggregate, row_terms, three_way
 
 OUTCOME_OF_LABEL = np.array([1.0, 0.0, 0.5])  # a wins, b wins, tie
 

@@ -1,0 +1,36 @@
+"""Config of `dissect`: one frozen dataclass, overridable from the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analysis.dissection.judges import TIES
+from analysis.dissection.scenarios import SCENARIOS
+from competition.config import finite, require
+from competition.settings import DataConfig, RunLocation
+
+
+@dataclass(frozen=True)
+class DissectionSettings:
+    properties: tuple[str, ...] = ()  # property names (models/dissection/properties.py); empty: all
+    property_table: str = ""  # CSV: id + one column per property (A − B values), joined to the measured ones
+    ties: str = "drop"  # drop: ties are left out; half: a tie counts 1/2 for each side
+    prior_sd: float = 2.5  # sd of the normal prior on each effect (log-odds per standardised step)
+    min_pairs: int = 300  # a scenario with fewer decided pairs is reported as too small, never fitted
+    scenario: str = ""  # dissect only this scenario's pairs (models/dissection/scenarios.py); empty: all pairs
+    judges: tuple[str, ...] = ()  # run directories (out-of-fold predictions) or label CSVs dissected beside the labels
+    row: str = ""  # a pair id: SHAP waterfall of `model` for that pair
+    model: str = ""  # a LightGBM run (or its model/ folder) for `row`
+
+    def __post_init__(self) -> None:
+        require(self.ties in TIES, "ties", f"must be one of {', '.join(TIES)}")
+        require(finite(self.prior_sd) and self.prior_sd > 0, "prior_sd", "must be > 0")
+        require(self.min_pairs >= 10, "min_pairs", "must be at least 10")
+        require(not self.scenario or self.scenario in SCENARIOS, "scenario", f"must be one of {', '.join(SCENARIOS)}")
+
+
+@dataclass(frozen=True)
+class DissectConfig(RunLocation):
+    name: str = "dissection"
+    data: DataConfig = field(default_factory=DataConfig)
+    dissect: DissectionSettings = field(default_factory=DissectionSettings)

@@ -1,0 +1,199 @@
+"""What a fitted P2L run is for: a leaderboard for a new prompt, an aggregate leaderboard for a set of prompts,
+and per-prompt win rates for routing.
+
+Every fold model of the run ranks the prompt; the point estimate is their mean and the interval is the
+delete-a-group jackknife over the folds: var = (F - 1) / F · Σ_f (θ_f - θ̄)², the folds being F disjoint
+groups of prompts each model was trained without. That interval is about the head's training prompts (another
+draw of prompts would move the coefficients that much), not about how the models would do on this prompt.
+
+Aggregation over a prompt distribution follows P2L: average the per-prompt three-way probabilities of every
+pair over the prompts, then fit one Bradley-Terry model to the averaged matrix (the leaderboard whose
+predictions are closest, in expected log likelihood, to the per-prompt leaderboards). Averaging coefficients
+instead is cheaper but wrong when prompts disagree in scale: a prompt where models differ a lot would
+dominate, and the mean of coefficients does not predict the win rates of the mixture. Both are reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from competition.crossfit import MODEL_DIR
+from competition.errors import InputError
+from competition.rundir import read_manifest
+from models.bradley_terry import ELO_PER_LOGIT, BradleyTerry, three_way
+from models.p2l.estimator import P2LPreference
+from models.registry import load_model
+
+# the layout of a train-p2l run (stages/train_p2l.py writes it; this module reads it)
+RUN_KIND = "p2l"
+COEFFICIENTS_FILE = "coefficients.parquet"
+FOLDS_DIR = "folds"
+
+
+@dataclass
+class FittedP2L:
+    run_dir: Path
+    estimators: list[P2LPreference]
+    tie_model: str
+
+    @property
+    def models(self) -> list[str]:
+        """Models every fold model knows (a model some fold never saw cannot be ranked with intervals)."""
+        known = set(self.estimators[0].models_)
+        for estimator in self.estimators[1:]:
+            known &= set(estimator.models_)
+        return sorted(known)
+
+
+def load_p2l_run(run_dir: str | Path) -> FittedP2L:
+    """The fold models of a finished train-p2l run (manifests checked; a torn run is one line)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir, RUN_KIND)
+    folds = manifest.get("facts", {}).get("folds", [])
+    if not folds:
+        raise InputError("this P2L run names no finished fold", run_dir)
+    estimators = [load_model(run_dir / FOLDS_DIR / f"fold{int(f)}" / MODEL_DIR) for f in folds]
+    return FittedP2L(run_dir, estimators, estimators[0].head.tie_model)
+
+
+def out_of_fold_table(run_dir: str | Path) -> pd.DataFrame:
+    """The run's coefficient table (group, fold, model, coefficient, tie), after checking the run."""
+    run_dir = Path(run_dir)
+    read_manifest(run_dir, RUN_KIND)
+    return pd.read_parquet(run_dir / COEFFICIENTS_FILE)
+
+
+def chosen_models(fitted: FittedP2L, models: tuple[str, ...] | list[str]) -> list[str]:
+    if not models:
+        return fitted.models
+    unknown = [m for m in models if m not in fitted.models]
+    if unknown:
+        raise InputError(f"model {unknown[0]!r} is not in this P2L run (known: {', '.join(fitted.models)})", fitted.run_dir)
+    return list(models)
+
+
+def fold_coefficients(fitted: FittedP2L, prompts: list[list[str | None]], models: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(folds, prompts, models) coefficients centred over `models`, and (folds, prompts) raw tie parameters."""
+    thetas, ties = [], []
+    for estimator in fitted.estimators:
+        theta, tie = estimator.coefficients(prompts)
+        theta = theta[:, [estimator.models_.index(m) for m in models]]
+        thetas.append(theta - theta.mean(axis=1, keepdims=True))
+        ties.append(tie)
+    return np.stack(thetas), np.stack(ties)
+
+
+def jackknife(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the first axis (the folds) and the delete-a-group jackknife standard error."""
+    folds = len(values)
+    mean = values.mean(axis=0)
+    return mean, np.sqrt((folds - 1) / folds * ((values - mean) ** 2).sum(axis=0))
+
+
+def pair_probabilities(theta: np.ndarray, tie: float, tie_model: str) -> np.ndarray:
+    """(M, M, 3): P(row wins), P(column wins), P(tie) for every ordered pair of one prompt's coefficients."""
+    d = theta[:, None] - theta[None, :]
+    return three_way(d.ravel(), np.full(d.size, tie), tie_model, 0.0).reshape(len(theta), len(theta), 3)
+
+
+def win_matrix(pairs: np.ndarray) -> np.ndarray:
+    """P(row beats column), ties counted half, from (M, M, 3) pair probabilities; 0.5 on the diagonal."""
+    wins = pairs[..., 0] + 0.5 * pairs[..., 2]
+    np.fill_diagonal(wins, 0.5)
+    return wins
+
+
+def board(models: list[str], points: np.ndarray, errors: np.ndarray, level: float, wins: np.ndarray) -> pd.DataFrame:
+    """The leaderboard table: coefficients on the rating scale with intervals, arena's rank and mean win rate."""
+    z = norm.ppf(0.5 + level / 2)
+    lower, upper = points - z * errors, points + z * errors
+    table = pd.DataFrame(
+        {
+            "model": models,
+            "score": 1000.0 + ELO_PER_LOGIT * points,
+            "lower": 1000.0 + ELO_PER_LOGIT * lower,
+            "upper": 1000.0 + ELO_PER_LOGIT * upper,
+            "rank_ub": [1 + int(np.sum(lower > upper[i])) for i in range(len(models))],
+            "mean_win_prob": (wins.sum(axis=1) - 0.5) / max(1, len(models) - 1),
+        }
+    )
+    return table.sort_values("score", ascending=False, ignore_index=True)
+
+
+def prompt_leaderboard(fitted: FittedP2L, turns: list[str | None], models: list[str], level: float):
+    """(table, win matrix in the table's order) for one prompt: fold-mean coefficients with jackknife intervals."""
+    theta, tie = fold_coefficients(fitted, [turns], models)
+    points, errors = jackknife(theta[:, 0])
+    wins = win_matrix(pair_probabilities(points, float(tie[:, 0].mean()), fitted.tie_model))
+    table = board(models, points, errors, level, wins)
+    order = [models.index(m) for m in table["model"]]
+    return table, wins[np.ix_(order, order)]
+
+
+def aggregate_ratings(theta: np.ndarray, tie: np.ndarray, tie_model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ratings fitted to the prompt-averaged three-way matrix, averaged three-way matrix) of one fold model."""
+    m = theta.shape[1]
+    mean_pairs = np.mean([pair_probabilities(t, float(s), tie_model) for t, s in zip(theta, tie, strict=True)], axis=0)
+    i, j = np.array(list(combinations(range(m), 2))).T
+    a, b = np.concatenate([i, i, i]), np.concatenate([j, j, j])
+    outcome = np.repeat([1.0, 0.0, 0.5], len(i))
+    weight = np.concatenate([mean_pairs[i, j, 0], mean_pairs[i, j, 1], mean_pairs[i, j, 2]])
+    return BradleyTerry(m, tie_model).fit(a, b, outcome, weight).ratings_, mean_pairs
+
+
+def aggregate_leaderboard(fitted: FittedP2L, prompts: list[list[str | None]], models: list[str], level: float):
+    """(table, win matrix) for a set of prompts: per fold model, Bradley-Terry on the prompt-averaged pairs; the
+    jackknife over fold models gives the intervals. `mean_coefficient` is the plain average, for comparison."""
+    theta, tie = fold_coefficients(fitted, prompts, models)
+    fits = [aggregate_ratings(theta[f], tie[f], fitted.tie_model) for f in range(len(theta))]
+    points, errors = jackknife(np.stack([ratings for ratings, _ in fits]))
+    mean_pairs = np.mean([pairs for _, pairs in fits], axis=0)
+    table = board(models, points, errors, level, win_matrix(mean_pairs))
+    averaged = dict(zip(models, 1000.0 + ELO_PER_LOGIT * theta.mean(axis=(0, 1)), strict=True))
+    table["mean_coefficient"] = table["model"].map(averaged)
+    order = [models.index(m) for m in table["model"]]
+    return table, win_matrix(mean_pairs)[np.ix_(order, order)]
+
+
+def field_win_rates(theta: np.ndarray, tie: np.ndarray, tie_model: str) -> np.ndarray:
+    """(prompts, models): each model's expected win rate (ties half) against an opponent drawn uniformly from the
+    others: the utility P2L's router maximises under a cost constraint."""
+    rates = np.zeros_like(theta)
+    for row, (t, s) in enumerate(zip(theta, tie, strict=True)):
+        wins = win_matrix(pair_probabilities(t, float(s), tie_model))
+        rates[row] = (wins.sum(axis=1) - 0.5) / max(1, len(t) - 1)
+    return rates
+
+
+def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str]) -> np.ndarray:
+    """(prompts, models) win rates against the field of `models`, from each prompt's held-out coefficients."""
+    table = out_of_fold_table(run_dir)
+    coefficients = table.pivot_table(index="group", columns="model", values="coefficient")
+    ties = table.drop_duplicates("group").set_index("group")["tie"]
+    wanted = [str(p) for p in prompt_ids]
+    missing_prompts = [p for p in wanted if p not in coefficients.index]
+    if missing_prompts:
+        raise InputError(
+            f"{len(missing_prompts)} prompts have no coefficients in this P2L run, e.g. {missing_prompts[0]!r}", run_dir
+        )
+    missing_models = [m for m in models if m not in coefficients.columns]
+    if missing_models:
+        raise InputError(f"model {missing_models[0]!r} is not in this P2L run", run_dir)
+    theta = coefficients.loc[wanted, models].to_numpy(dtype=np.float64)
+    if np.isnan(theta).any():
+        raise InputError("some held-out coefficients are missing (a fold model never saw one of the models)", run_dir)
+    tie_model = load_p2l_run(run_dir).tie_model
+    return field_win_rates(theta, ties.loc[wanted].to_numpy(dtype=np.float64), tie_model)
+
+
+def new_prompt_win_rates(run_dir: str, prompts: list[list[str | None]], models: list[str]) -> np.ndarray:
+    """(prompts, models) win rates for prompts no model saw: the fold models' mean coefficients."""
+    fitted = load_p2l_run(run_dir)
+    theta, tie = fold_coefficients(fitted, prompts, chosen_models(fitted, models))
+    return field_win_rates(theta.mean(axis=0), tie.mean(axis=0), fitted.tie_model)

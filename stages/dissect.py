@@ -1,0 +1,112 @@
+"""dissect: which properties of an answer move a judge, with 95% credible intervals, per scenario and per judge;
+with --row and --model, the SHAP waterfall of one pair (models/dissection/).
+
+Run directory (a unit): effects.csv/.png (every judge × property), scenarios.csv/.png (labels judge: odds ratio
+per property × scenario; a scenario with too few pairs is reported, not fitted), judges.csv/.png (correlation
+of the judges' effect vectors), shap_<id>.csv/.png (with --row), summary.json, config.toml, manifest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from competition.config import save_config
+from competition.errors import InputError
+from competition.rundir import check_outputs, safe_name, staged_unit
+
+
+def property_differences(frame: pd.DataFrame, settings) -> pd.DataFrame:
+    from analysis.dissection.properties import differences, external_differences, feature_groups, select
+    from data.loader import read_csv_checked
+    from features.registry import build_features
+
+    chosen = select(settings.properties)
+    diffs = differences(build_features(frame, feature_groups(chosen), None), chosen).reset_index(drop=True)
+    if settings.property_table:
+        table = read_csv_checked(Path(settings.property_table))
+        extra = external_differences(table, frame["id"], settings.property_table)
+        clash = sorted(set(extra.columns) & set(diffs.columns))
+        if clash:
+            raise InputError(f"column {clash[0]!r} is also a measured property: rename it", settings.property_table)
+        diffs = pd.concat([diffs, extra], axis=1)
+    return diffs
+
+
+def judge_name(source: str) -> str:
+    return safe_name(Path(source).resolve().stem or "judge")
+
+
+def run_dissection(cfg) -> dict:
+    from analysis.dissection import plots
+    from analysis.dissection.analysis import LABELS_JUDGE, dissect
+    from analysis.dissection.judges import judge_targets, label_targets
+    from analysis.dissection.scenarios import scenarios
+    from data.loader import load_arena_csv
+
+    settings = cfg.dissect
+    if bool(settings.row) != bool(settings.model):
+        raise InputError("--row and --model go together: a SHAP waterfall needs a pair id and a LightGBM run")
+    inputs = [cfg.data.train, settings.property_table, settings.model, *settings.judges]
+    check_outputs([], inputs, cfg.run_dir, "dissection")
+    start = time.perf_counter()
+    frame = load_arena_csv(cfg.data.train, require_labels=True, max_rows=cfg.data.max_rows)
+    diffs = property_differences(frame, settings)
+    judges = {LABELS_JUDGE: label_targets(frame["label"].to_numpy(), settings.ties)}
+    for run_dir in settings.judges:
+        name = judge_name(run_dir)
+        if name in judges:
+            raise InputError(f"two judges are named {name!r}: give the runs distinct folder names", run_dir)
+        judges[name] = judge_targets(run_dir, frame["id"], settings.ties)
+    scenario = scenarios(frame["prompt"])
+    if settings.scenario:
+        inside = (scenario == settings.scenario).to_numpy()
+        decided = float(judges[LABELS_JUDGE][1][inside].sum())
+        if decided < settings.min_pairs:
+            raise InputError(
+                f"scenario {settings.scenario!r} has {decided:g} decided pairs, fewer than min_pairs={settings.min_pairs}: "
+                "too few to fit",
+                cfg.data.train,
+            )
+        judges = {name: (t[inside], w[inside]) for name, (t, w) in judges.items()}
+        diffs, scenario = diffs[inside].reset_index(drop=True), scenario[inside].reset_index(drop=True)
+    result = dissect(diffs, judges, scenario, settings.prior_sd, settings.min_pairs)
+    shap = None
+    if settings.row:
+        from analysis.dissection.shap import pair_contributions
+        from models.registry import load_model
+
+        model_dir = Path(settings.model)
+        model = load_model(model_dir / "model" if (model_dir / "model").is_dir() else model_dir)
+        shap = pair_contributions(model, frame, settings.row)
+    seconds = time.perf_counter() - start
+    too_small = {k: v for k, v in result.scenario_pairs.items() if 0 < v < settings.min_pairs}
+    summary = {
+        "pairs": len(frame),
+        "decided_pairs": float(judges[LABELS_JUDGE][1].sum()),
+        "properties": list(diffs.columns),
+        "judges": list(judges),
+        "scenario_pairs": result.scenario_pairs.to_dict(),
+        "scenarios_too_small": too_small,
+        "seconds": seconds,
+    }
+    with staged_unit(cfg.run_dir, "dissection", {"pairs": len(frame)}) as staging:
+        save_config(cfg, staging / "config.toml")
+        result.effects.to_csv(staging / "effects.csv", index=False)
+        labels = result.effects[result.effects["judge"] == LABELS_JUDGE]
+        plots.effects_plot(labels, staging / "effects.png", "what moves the labels' judge")
+        result.scenarios.to_csv(staging / "scenarios.csv")
+        plots.heatmap(result.scenarios, staging / "scenarios.png", "odds ratio per typical difference", "odds ratio", center=1.0)
+        result.similarity.to_csv(staging / "judges.csv")
+        plots.heatmap(result.similarity, staging / "judges.png", "correlation of the judges' effects", "correlation")
+        if shap is not None:
+            per_group, per_feature, base = shap
+            name = safe_name(settings.row)
+            per_feature.rename("contribution").to_csv(staging / f"shap_{name}.csv")
+            plots.waterfall(per_group, base, staging / f"shap_{name}.png", f"pair {settings.row}: 'A wins' by feature group")
+            summary["shap_groups"] = per_group.to_dict()
+        (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return {"summary": summary, "result": result, "labels": labels}

@@ -1,0 +1,65 @@
+"""features: build a file's feature table in blocks of whole prompts, as parquet parts, in this process or as
+tasks on a Ray cluster (features/parts.py); `cv --features-table RUN` and `fit --features-table RUN` read it.
+
+Run directory: parts/ (part-<k>.parquet and parts.json, written part by part: a killed build resumes) and, once
+every part is there, summary.json, config.toml and manifest.json (a unit).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from competition.config import require, save_config
+from competition.rundir import check_outputs, staged_unit
+from competition.settings import DataConfig, RunLocation
+from features.registry import FeatureConfig
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    engine: str = "local"
+    ray_address: str = ""
+    rows_per_block: int = 2000
+
+    def __post_init__(self) -> None:
+        require(self.engine in ("local", "ray"), "engine", "must be local or ray")
+        require(self.rows_per_block >= 1, "rows_per_block", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig(RunLocation):
+    name: str = "features"
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(cache_dir=None))
+    build: BuildConfig = field(default_factory=BuildConfig)
+
+
+def run_features(cfg: FeaturesConfig) -> dict:
+    from features.parts import PARTS_DIR, build_parts
+    from features.registry import computed
+    from stages.training import load_test
+
+    check_outputs([], [cfg.data.train], cfg.run_dir, "features")
+    start = time.perf_counter()
+    frame = load_test(cfg.data.train)  # labels are not needed for features; prompt groups are
+    if cfg.data.max_rows is not None:
+        frame = frame.iloc[: cfg.data.max_rows]
+    groups = computed(cfg.features.groups)
+    facts = build_parts(
+        frame,
+        groups,
+        frame["group"].to_numpy(),
+        cfg.run_dir / PARTS_DIR,
+        cfg.build.rows_per_block,
+        cfg.build.engine,
+        cfg.build.ray_address,
+    )
+    seconds = time.perf_counter() - start
+    summary = facts | {"rows": len(frame), "groups": list(groups), "engine": cfg.build.engine, "seconds": seconds}
+    summary["rows_per_second"] = len(frame) / seconds
+    with staged_unit(cfg.run_dir, "features", {"rows": len(frame)}) as staging:
+        save_config(cfg, staging / "config.toml")
+        (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary

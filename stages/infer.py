@@ -1,0 +1,61 @@
+"""`infer`: length-sorted token-budget inference of a test file over several devices, resumable shard by shard."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from competition.atomic import write_text_atomic
+from competition.config import save_config
+from competition.errors import InputError
+from competition.predictions import TEST_FILE, save_predictions
+from competition.rundir import check_outputs, run_kind, write_manifest
+from inference.config import InferenceConfig, ModelConfig
+from inference.engine import CONFIG_FILE, INFER_KIND, SHARD_DIR, SUMMARY_FILE, TRAINING_KINDS, infer_frame
+from inference.sources import tokenizer_dir
+from inference.workers import BackendFactory
+
+log = logging.getLogger(__name__)
+
+
+def check_max_length(model: ModelConfig) -> None:
+    """A fold model scored at another packing length than it was trained with loses accuracy silently."""
+    from models.transformer.estimator import saved_settings
+
+    settings = saved_settings(model.path)
+    trained = settings and settings[0].max_length
+    if trained and model.max_length and model.max_length != trained:
+        log.warning("%s was trained at max_length %d; scoring at %d", model.path, trained, model.max_length)
+
+
+def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool = False) -> dict:
+    """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics.
+
+    Its other files carry an `infer` prefix, so the run directory may be a training run's (one holding
+    oof.parquet): its test.parquet is replaced, the run's manifest is rewritten to name it, and `blend` reads
+    it as that run's test predictions.
+    """
+    from data.loader import load_arena_csv
+    from models.transformer.loading import load_tokenizer
+
+    if not cfg.model.path:
+        raise InputError("infer needs a model directory (--model-path)")
+    if not Path(cfg.model.path).is_dir():
+        raise InputError("model directory not found", cfg.model.path)
+    # infer may add its test predictions to a training run (blend then reads them as that run's)
+    kind = run_kind(cfg.run_dir) if run_kind(cfg.run_dir) in TRAINING_KINDS else INFER_KIND
+    check_outputs([], [cfg.data.test, cfg.model.path], cfg.run_dir, kind)
+    check_max_length(cfg.model)
+    cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
+    frame = load_arena_csv(cfg.data.test, max_rows=cfg.data.max_rows)
+    tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path))
+    run_dir = cfg.run_dir
+    save_config(cfg, run_dir / CONFIG_FILE)
+    probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / SHARD_DIR, factory=factory, fresh=fresh)
+    save_predictions(run_dir / TEST_FILE, frame["id"], probs)
+    write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(stats, indent=1))
+    # The manifest is rewritten last: over a training run it now names the new test.parquet as that run's.
+    write_manifest(run_dir, run_kind(run_dir) or INFER_KIND)
+    return {**stats, "predictions": str(run_dir / TEST_FILE)}
