@@ -21,18 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import norm, spearmanr
 
+from analysis.leaderboard.prompt import names_only_out_of_fold, per_prompt_rank_agreement
 from competition.crossfit import MODEL_DIR
 from competition.errors import InputError
-from competition.rundir import read_manifest
+from competition.metric import score_report
+from competition.rundir import RunKind
+from competition.runs import read_run, run_facts, run_file
 from models.bradley_terry import ELO_PER_LOGIT, BradleyTerry, three_way
-from models.p2l.estimator import P2LPreference
+from models.p2l.estimator import P2LPreference, unique_prompts
 from models.registry import load_model
 
-# the layout of a train-p2l run (stages/train_p2l.py writes it; this module reads it)
-RUN_KIND = "p2l"
+# files a cv run of the p2l family adds (stages/families.py writes them; this module reads them)
 COEFFICIENTS_FILE = "coefficients.parquet"
+SUMMARY_FILE = "p2l_summary.json"
 FOLDS_DIR = "folds"
 
 
@@ -51,11 +54,18 @@ class FittedP2L:
         return sorted(known)
 
 
+def p2l_manifest(run_dir: str | Path) -> dict:
+    """The checked manifest of a cv run of the P2L family."""
+    manifest = read_run(run_dir, (RunKind.CV,))
+    if run_facts(manifest).get("family") != "p2l":
+        raise InputError(f"this is a cv run of the {run_facts(manifest).get('family')!r} family, not of 'p2l'", run_dir)
+    return manifest
+
+
 def load_p2l_run(run_dir: str | Path) -> FittedP2L:
-    """The fold models of a finished train-p2l run (manifests checked; a torn run is one line)."""
+    """The fold models of a finished P2L cv run (manifests checked; a torn run is one line)."""
     run_dir = Path(run_dir)
-    manifest = read_manifest(run_dir, RUN_KIND)
-    folds = manifest.get("facts", {}).get("folds", [])
+    folds = run_facts(p2l_manifest(run_dir)).get("folds", [])
     if not folds:
         raise InputError("this P2L run names no finished fold", run_dir)
     estimators = [load_model(run_dir / FOLDS_DIR / f"fold{int(f)}" / MODEL_DIR) for f in folds]
@@ -64,9 +74,7 @@ def load_p2l_run(run_dir: str | Path) -> FittedP2L:
 
 def out_of_fold_table(run_dir: str | Path) -> pd.DataFrame:
     """The run's coefficient table (group, fold, model, coefficient, tie), after checking the run."""
-    run_dir = Path(run_dir)
-    read_manifest(run_dir, RUN_KIND)
-    return pd.read_parquet(run_dir / COEFFICIENTS_FILE)
+    return pd.read_parquet(run_file(run_dir, COEFFICIENTS_FILE, p2l_manifest(run_dir)))
 
 
 def chosen_models(fitted: FittedP2L, models: tuple[str, ...] | list[str]) -> list[str]:
@@ -197,3 +205,41 @@ def new_prompt_win_rates(run_dir: str, prompts: list[list[str | None]], models: 
     fitted = load_p2l_run(run_dir)
     theta, tie = fold_coefficients(fitted, prompts, chosen_models(fitted, models))
     return field_win_rates(theta.mean(axis=0), tie.mean(axis=0), fitted.tie_model)
+
+
+def out_of_fold_coefficients(model_dirs: list[Path], frame: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:
+    """Every prompt's coefficients from the fold model that never saw it (`model_dirs[k]`: fold k's saved model)."""
+    parts = []
+    for fold in np.unique(folds):
+        model = load_model(model_dirs[int(fold)])
+        rows = frame[folds == fold].drop_duplicates("group")
+        prompts, _ = unique_prompts(rows)
+        theta, tie = model.coefficients(prompts)
+        long = pd.DataFrame(theta, columns=model.models_).assign(group=rows["group"].to_numpy(), fold=int(fold), tie=tie)
+        parts.append(long.melt(id_vars=["group", "fold", "tie"], var_name="model", value_name="coefficient"))
+    table = pd.concat(parts, ignore_index=True)
+    return table[["group", "fold", "model", "coefficient", "tie"]].sort_values(["group", "model"], ignore_index=True)
+
+
+def coefficient_agreement(coefficients: pd.DataFrame, grades: pd.DataFrame) -> dict[str, float]:
+    """Mean Spearman, over prompts, between held-out coefficients and the judge's grades of that prompt."""
+    truth = grades.assign(question_id=grades["question_id"].astype(str)).set_index(["question_id", "model"])["grade"]
+    correlations = []
+    for group, rows in coefficients.groupby("group"):
+        true = np.array([truth.get((group, m), np.nan) for m in rows["model"]])
+        ok = np.isfinite(true)
+        if ok.sum() > 2 and np.std(true[ok]) > 0:
+            correlations.append(spearmanr(rows["coefficient"].to_numpy()[ok], true[ok]).statistic)
+    return {"prompts": len(correlations), "mean_spearman_vs_grades": float(np.nanmean(correlations)) if correlations else np.nan}
+
+
+def p2l_figures(frame: pd.DataFrame, oof: np.ndarray, coefficients: pd.DataFrame, folds, grades) -> dict:
+    """P2L's out-of-fold figures beside the names-only global leaderboard's, on the same folds."""
+    y = frame["label"].to_numpy()
+    names_only = names_only_out_of_fold(frame, folds)
+    out = {"p2l": score_report(y, oof), "names_only_bradley_terry": score_report(y, names_only)}
+    if grades is not None:
+        out["p2l"]["per_prompt_leaderboard"] = per_prompt_rank_agreement(frame, oof, grades)
+        out["p2l"]["coefficients_vs_grades"] = coefficient_agreement(coefficients, grades)
+        out["names_only_bradley_terry"]["per_prompt_leaderboard"] = per_prompt_rank_agreement(frame, names_only, grades)
+    return out

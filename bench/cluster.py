@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from competition.cluster import connect  # noqa: E402
+from data.labelled import load_unlabelled as load_test  # noqa: E402
 from features.parts import build_parts, read_parts  # noqa: E402
 from features.registry import DEFAULT_GROUPS, build_features, computed  # noqa: E402
-from stages.training import load_test  # noqa: E402
 
 
 def feature_figures(path: str, rows_per_block: int) -> dict:
@@ -51,7 +51,7 @@ def inference_figures(rows: int) -> dict:
 
     from inference.config import BatchConfig, InferenceConfig, ModelConfig, WorkerConfig
     from inference.engine import infer_frame
-    from models.transformer.loading import load_classifier
+    from models.backbone import load_classifier
 
     frame = load_test("data/sample/train.csv.xz").iloc[:rows].reset_index(drop=True)
     saved = tempfile.mkdtemp()

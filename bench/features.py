@@ -22,7 +22,7 @@ from competition.config import load_config  # noqa: E402
 from competition.folds import prompt_groups  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
 from features.registry import DEFAULT_GROUPS, build_features  # noqa: E402
-from stages.training import SpineConfig, run_cv  # noqa: E402
+from stages.training import run_cv, training_config  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -62,7 +62,7 @@ def main() -> None:
     }
     if args.cv:
         overrides = {"data": {"train": args.data, "test": ""}, "features": {"cache_dir": ""}, "name": "bench_cv"}
-        cfg = load_config(SpineConfig, None, [overrides])
+        cfg = load_config(training_config("lgbm"), None, [overrides])
         run, cv_s, cv_cpu = timed(lambda: run_cv(cfg, write=False))
         log_loss = run.result.summary()["log_loss"]
         report.update(cv_wall_s=round(cv_s, 1), cv_cpu_s=round(cv_cpu, 1), cv_log_loss=round(log_loss, 4))

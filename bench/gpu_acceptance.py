@@ -45,10 +45,10 @@ from data.loader import load_arena_csv  # noqa: E402
 from inference.backends import open_backend  # noqa: E402
 from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig, WorkerConfig  # noqa: E402
 from inference.engine import infer_frame  # noqa: E402
+from models.backbone import compute_dtype_name, load_tokenizer  # noqa: E402
 from models.transformer.estimator import TransformerPreference  # noqa: E402
-from models.transformer.loading import compute_dtype_name, load_tokenizer  # noqa: E402
 from models.transformer.packing import encode_pairs  # noqa: E402
-from models.transformer.settings import TransformerRunConfig  # noqa: E402
+from stages.training import training_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
@@ -147,7 +147,7 @@ def peak_gib(device: torch.device) -> float | None:
 
 
 def training_figures(model_dir: Path, frame, args, device: torch.device, shape: dict) -> dict:
-    preset = load_config(TransformerRunConfig, ROOT / "configs/transformer/gemma2_9b_qlora.toml", [])
+    preset = load_config(training_config("transformer"), ROOT / "configs/transformer/gemma2_9b_qlora.toml", [])
     model_cfg = replace(
         preset.model,
         model_path=str(model_dir),

@@ -35,8 +35,8 @@ from inference.batching import padding_efficiency  # noqa: E402
 from inference.config import BatchConfig, InferenceConfig, ModelConfig, WorkerConfig  # noqa: E402
 from inference.engine import infer_frame  # noqa: E402
 from inference.workers import parse_devices  # noqa: E402
+from models.backbone import load_classifier, load_tokenizer  # noqa: E402
 from models.transformer.batches import cut_batches, longest_first  # noqa: E402
-from models.transformer.loading import load_classifier, load_tokenizer  # noqa: E402
 from models.transformer.packing import encode_pairs  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "arena-bench-pairs" / "train.csv"

@@ -77,12 +77,15 @@ def gpu_check(model_dir: str, steps: int) -> dict:
     import torch
 
     from models.p2l.estimator import P2LPreference
-    from models.p2l.settings import EncoderConfig, P2LConfig, TuneConfig
+    from models.p2l.settings import EncoderConfig, TuneConfig
+    from stages.training import training_config
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_p2l import simulated_battles
 
-    cfg = load_config(P2LConfig, "configs/p2l/qwen25_lora.toml", [f"encoder.model_path={model_dir!r}", f"tune.max_steps={steps}"])
+    cfg = load_config(
+        training_config("p2l"), "configs/p2l/qwen25_lora.toml", [f"encoder.model_path={model_dir!r}", f"tune.max_steps={steps}"]
+    )
     frame = simulated_battles(n_prompts=40, repeats=2)
     y = frame["label"].to_numpy()
     out: dict = {

@@ -18,12 +18,12 @@ from competition.errors import InputError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("cli.training", "the main job on the embedded sample: cv, fit, predict, summary"),
-    "cv": ("cli.training", "grouped cross-validation: out-of-fold report and predictions"),
+    "cv": ("cli.training", "grouped cross-validation of any model family: out-of-fold report and predictions"),
     "fit": ("cli.training", "train on all training rows and save the model"),
     "predict": ("cli.training", "predict a test file with a fitted model and write a validated submission"),
     "ablate": ("cli.ablate", "drop each feature group in turn: Δ log loss table, CSV and chart"),
     "blend": ("cli.blend", "fit blend weights on several runs' out-of-fold predictions"),
-    "train-transformer": ("cli.transformer", "fine-tune a transformer classifier per fold (LoRA/QLoRA)"),
+    "train-transformer": ("cli.training", "cv of the transformer family: fine-tune a classifier per fold (LoRA/QLoRA)"),
     "infer": ("cli.infer", "length-sorted token-budget batch inference over several devices"),
     "leaderboard": ("cli.leaderboard", "Bradley-Terry ratings with intervals from battles"),
     "prompt-leaderboard": ("cli.leaderboard", "rank models for one prompt from a model-aware predictor"),
@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("cli.features", "build a file's feature table as parquet parts, here or on a Ray cluster"),
     "arena": ("cli.arena", "rank models from automatic pairwise judgments (binary insertion, Bradley-Terry)"),
     "dissect": ("cli.dissect", "which answer properties move a judge: effects with credible intervals"),
-    "train-p2l": ("cli.p2l", "prompt-to-leaderboard: per-prompt Bradley-Terry coefficients from the prompt alone"),
+    "train-p2l": ("cli.training", "cv of the p2l family: per-prompt Bradley-Terry coefficients from the prompt alone"),
 }
 
 
@@ -51,14 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def command_parser(command: str):
-    """(parser, module) of one command: its own flags and nothing else."""
+def command_parser(command: str, argv: list[str] | None = None):
+    """(parser, module) of one command: its own flags and nothing else. A module whose flags depend on the command
+    line (the training commands: on the model family) says which through `flags_for(command, argv)`."""
     from cli.flags import add_flags
 
     module_name, help_text = COMMANDS[command]
     module = importlib.import_module(module_name)
     parser = OneLineParser(prog=f"python -m competition {command}", description=help_text)
-    add_flags(parser, module.FLAGS[command])
+    flags = module.flags_for(command, argv or []) if hasattr(module, "flags_for") else module.FLAGS[command]
+    add_flags(parser, flags)
     return parser, module
 
 
@@ -68,15 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     known, rest = top.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if known.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        parser, module = command_parser(known.command)
+        parser, module = command_parser(known.command, rest)
     except ModuleNotFoundError as err:
         print(f"error: command {known.command!r} is unavailable ({err})", file=sys.stderr)
+        return 2
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     try:
         args = parser.parse_args(rest)
     except SystemExit as done:  # --help, or a usage error already printed as one line
         return int(done.code or 0)
-    args.command = known.command
+    args.command, args.argv = known.command, rest
     try:
         return int(module.main(args) or 0)
     except InputError as err:

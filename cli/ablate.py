@@ -20,7 +20,7 @@ from cli.flags import (
 )
 from cli.report import console, print_table
 from stages.ablate import check_ablation_outputs, run_ablation, write_ablation
-from stages.training import SpineConfig
+from stages.training import training_config
 
 GROUPS = Flag(
     "--groups", None, "only ablate these groups, or 'distillation' (default: every group, and the teacher if set)", nargs="+"
@@ -29,7 +29,7 @@ FLAGS = {"ablate": (CONFIG, TRAIN, OUT, NAME, FOLDS, SEED, MAX_ROWS, TEACHER, TE
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config_from_args(SpineConfig, args, FLAGS["ablate"])
+    cfg = config_from_args(training_config("lgbm"), args, FLAGS["ablate"])
     check_ablation_outputs(cfg)
     table = run_ablation(cfg, tuple(args.groups) if args.groups else None)
     csv_path, png_path = write_ablation(cfg, table)

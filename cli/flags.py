@@ -82,5 +82,15 @@ def overrides(args: argparse.Namespace, flags: tuple[Flag, ...]) -> list:
     return out + list(getattr(args, "set", None) or [])
 
 
+def peek_args(argv: list[str], flags: tuple[Flag, ...]) -> argparse.Namespace:
+    """Only `flags` of a command line, the rest left for the command's own parser: what decides which flags it has."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_flags(parser, tuple(f for f in flags if not f.required))
+    try:
+        return parser.parse_known_args(argv)[0]
+    except (argparse.ArgumentError, SystemExit):  # the command's own parser reports it, in one line
+        return argparse.Namespace(**{f.dest: None for f in flags})
+
+
 def config_from_args(cls: type[C], args: argparse.Namespace, flags: tuple[Flag, ...]) -> C:
     return load_config(cls, getattr(args, "config", None), overrides(args, flags))

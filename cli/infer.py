@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.flags import CONFIG, MAX_ROWS, NAME, OUT, SET, Flag, config_from_args
+from cli.flags import CONFIG, NAME, OUT, SET, Flag, config_from_args
 
 TEST = Flag("--test", "data.test", "CSV to score (id, prompt, response_a, response_b)")
 FLAGS = {
@@ -14,7 +14,6 @@ FLAGS = {
         TEST,
         OUT,
         NAME,
-        MAX_ROWS,
         Flag("--model-path", "model.path", "local model directory (config.json, tokenizer, weights) or a fold model"),
         Flag("--backend", "model.backend", "vllm needs requirements-vllm.txt and a GPU", choices=("transformers", "vllm")),
         Flag("--dtype", "model.dtype", "compute dtype", choices=("auto", "float32", "bfloat16", "float16")),

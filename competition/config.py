@@ -138,6 +138,23 @@ def _defaults(cls: type) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def read_toml(path: str | Path, what: str = "TOML file") -> dict[str, Any]:
+    """A TOML file as data; a missing, unreadable or invalid one is one line naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found", path)
+    if not path.is_file():
+        raise InputError(f"{what} is not a file", path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"not valid TOML ({err})", path) from None
+    except UnicodeDecodeError:
+        raise InputError("not a UTF-8 text file", path) from None
+    except OSError as err:
+        raise InputError(f"cannot read the {what} ({err.strerror or type(err).__name__})", path) from None
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: list | tuple = ()) -> C:
     """Defaults of `cls`, then the TOML file (which lists only what it changes), then the overrides.
 
@@ -145,23 +162,28 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list | 
     """
     data = _defaults(cls)
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise InputError("config file not found", path)
-        try:
-            data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
-        except tomllib.TOMLDecodeError as err:
-            raise InputError(f"not valid TOML ({err})", path) from None
-        except UnicodeDecodeError:
-            raise InputError("not a UTF-8 text file", path) from None
-        except OSError as err:
-            raise InputError(f"cannot read the config ({err.strerror or type(err).__name__})", path) from None
+        data = _merge(data, read_toml(path, "config file"))
     for override in overrides:
         data = _merge(data, override if isinstance(override, dict) else parse_override(override))
     try:
         return _from_dict(cls, data)
     except TypeError as err:
         raise InputError(f"bad config: {err}", path) from None
+
+
+def peek_setting(key: str, path: str | Path | None, overrides: list | tuple, default: Any) -> Any:
+    """One top-level setting from a config file and its overrides (which win), read before the config class is known
+    (the training stages pick their class by the model family the config names)."""
+    value = default
+    if path is not None and Path(path).is_file():
+        try:
+            value = tomllib.loads(Path(path).read_text(encoding="utf-8")).get(key, value)
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+            pass  # reported with the file's name when the config itself is read
+    for override in overrides:
+        data = override if isinstance(override, dict) else parse_override(override)
+        value = data.get(key, value)
+    return value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -22,13 +22,12 @@ from competition.estimator import PreferenceEstimator
 from competition.metric import score_report
 from competition.predictions import OOF_FILE, TEST_FILE, load_predictions, probabilities_for, save_predictions
 from competition.progress import progress
-from competition.rundir import MANIFEST_FILE, read_manifest, staged_unit
+from competition.rundir import MANIFEST_FILE, RunKind, read_manifest, staged_unit
 
 log = logging.getLogger(__name__)
 
 FACTS_FILE = "fold_facts.json"
 MODEL_DIR = "model"
-FOLD_KIND = "fold"
 
 
 @dataclass
@@ -77,18 +76,18 @@ class FoldStore:
     def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator) -> None:
         if not self.writer:
             return
-        with staged_unit(self.fold_dir(fold), FOLD_KIND, facts) as staging:
+        with staged_unit(self.fold_dir(fold), RunKind.FOLD, facts) as staging:
             save_predictions(staging / OOF_FILE, ids, probs)
             if test_probs is not None:
                 save_predictions(staging / TEST_FILE, test_ids, test_probs)
             (staging / FACTS_FILE).write_text(json.dumps(facts, indent=1), encoding="utf-8")
             if self.save_models:
-                with staged_unit(staging / MODEL_DIR, "model") as model_dir:
+                with staged_unit(staging / MODEL_DIR, RunKind.MODEL) as model_dir:
                     estimator.save(model_dir)
 
     def load(self, fold: int, ids, test_ids) -> tuple[np.ndarray, np.ndarray | None, dict]:
         directory = self.fold_dir(fold)
-        manifest = read_manifest(directory, FOLD_KIND)
+        manifest = read_manifest(directory, RunKind.FOLD)
         probs = probabilities_for(load_predictions(directory / OOF_FILE), ids)
         test = None
         if test_ids is not None and (directory / TEST_FILE).exists():
@@ -193,12 +192,20 @@ def cross_fit(
     )
 
 
-def write_cross_fit(directory: str | Path, result: CrossFitResult) -> None:
-    """The files a cross-fitted run leaves for the blender and reports: oof, test, per-fold and summary."""
+def write_cross_fit(directory: str | Path, result: CrossFitResult, normalise: bool = True) -> None:
+    """The files a cross-fitted run leaves for the blender and reports: oof, test, per-fold and summary.
+
+    `normalise=False` when the result was read back from a fold store (see `prediction_frame`)."""
     directory = Path(directory)
     s = result.scored
     save_predictions(
-        directory / OOF_FILE, result.ids[s], result.oof[s], fold=result.folds[s], label=result.y[s], group=result.groups[s]
+        directory / OOF_FILE,
+        result.ids[s],
+        result.oof[s],
+        normalise,
+        fold=result.folds[s],
+        label=result.y[s],
+        group=result.groups[s],
     )
     for view, probs in result.view_oof.items():
         save_predictions(directory / f"oof_{view}.parquet", result.ids[s], probs[s], fold=result.folds[s], label=result.y[s])

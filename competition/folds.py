@@ -84,3 +84,32 @@ def fold_table(ids, groups, labels: np.ndarray | None, n_folds: int, seed: int, 
     if path is not None:
         write_atomic(path, lambda p: table.to_parquet(p, index=False))
     return table
+
+
+def folds_for(frame: pd.DataFrame, cv) -> np.ndarray:
+    """The fold of every row of a labelled frame (`id`, `group`, `label` columns) under the fold settings `cv`
+    (a CVConfig): read from the fold table written once per data file and settings, so every stage agrees."""
+    table = fold_table(frame["id"], frame["group"], frame["label"].to_numpy(), cv.folds, cv.seed, cv.fold_dir)
+    return table["fold"].to_numpy()
+
+
+def inner_fold_predictions(groups, n_folds: int, seed: int, fit_predict, what: str = "a nested fit") -> np.ndarray:
+    """Out-of-fold values for nested fits (a trained feature group, a teacher, a penalty choice): every row's value
+    comes from `fit_predict(fold, fit_rows, held_rows)` fitted on prompt-grouped inner folds without that row's prompt.
+
+    `fit_predict` returns the held rows' values (an array with one row per held row, or a DataFrame); the result has
+    one row per input row, in input order (a DataFrame when `fit_predict` returns DataFrames)."""
+    groups = pd.Series(np.asarray(groups).astype(str))
+    n_folds = min(n_folds, groups.nunique())
+    if n_folds < 2:
+        raise InputError(f"{what} needs rows from at least two prompts to be fitted without leakage")
+    folds = assign_folds(None, groups, n_folds, seed)
+    parts, order = [], []
+    for fold in range(n_folds):
+        held = np.flatnonzero(folds == fold)
+        parts.append(fit_predict(fold, np.flatnonzero(folds != fold), held))
+        order.append(held)
+    position = np.argsort(np.concatenate(order), kind="stable")
+    if isinstance(parts[0], pd.DataFrame):
+        return pd.concat(parts, ignore_index=True).iloc[position].reset_index(drop=True)
+    return np.concatenate(parts)[position]

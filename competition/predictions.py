@@ -19,16 +19,19 @@ OOF_FILE = "oof.parquet"
 TEST_FILE = "test.parquet"
 
 
-def prediction_frame(ids, probs: np.ndarray, **extra_columns) -> pd.DataFrame:
+def prediction_frame(ids, probs: np.ndarray, normalise: bool = True, **extra_columns) -> pd.DataFrame:
+    """`normalise=False` for probabilities read back from prediction files: they were normalised when first written,
+    and dividing by their row sums again could move the last bit, so a combined file would differ from its parts."""
     frame = pd.DataFrame({"id": np.asarray(ids).astype(str)})
     for name, values in extra_columns.items():
         frame[name] = np.asarray(values)
-    frame[list(LABEL_COLUMNS)] = as_probabilities(probs)
+    checked = as_probabilities(probs)
+    frame[list(LABEL_COLUMNS)] = checked if normalise else np.asarray(probs, dtype=np.float64)
     return frame
 
 
-def save_predictions(path: str | Path, ids, probs: np.ndarray, **extra_columns) -> Path:
-    frame = prediction_frame(ids, probs, **extra_columns)
+def save_predictions(path: str | Path, ids, probs: np.ndarray, normalise: bool = True, **extra_columns) -> Path:
+    frame = prediction_frame(ids, probs, normalise, **extra_columns)
     return write_atomic(path, lambda p: frame.to_parquet(p, index=False))
 
 

@@ -20,14 +20,48 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from competition.atomic import write_text_atomic
+from competition.config import save_config
 from competition.errors import InputError
 
 MANIFEST_FILE = "manifest.json"
+CONFIG_FILE = "config.toml"
 FORMAT = "arena-preference-run/1"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RunKind(StrEnum):
+    """What a run directory holds: written in its manifest, checked by every reader."""
+
+    CV = "cv"  # cross-validated out-of-fold (and test) predictions of one model family
+    MODEL = "model"  # a fitted model of any family
+    FOLD = "fold"  # one finished fold of a cv run
+    ABLATION = "ablation"
+    BLEND = "blend"
+    INFERENCE = "inference"
+    FEATURES = "features"
+    LEADERBOARD = "leaderboard"
+    PROMPT_LEADERBOARD = "prompt-leaderboard"
+    ROUTING = "routing"
+    ARENA = "arena"
+    DISSECTION = "dissection"
+
+
+class StageConfig(Protocol):
+    """What every stage's config tells about its run: its kind, where it goes, what it reads and writes beside it."""
+
+    KIND: RunKind
+
+    @property
+    def run_dir(self) -> Path: ...
+
+    def inputs(self) -> list[str | Path | None]: ...
+
+    def side_outputs(self) -> list[str | Path | None]: ...
 
 
 def file_digest(path: Path) -> str:
@@ -181,3 +215,22 @@ def check_outputs(
                 raise InputError(f"output folder holds the input {str(source)!r}, which a rerun would replace", out)
     if run_dir is not None:
         check_run_target(run_dir, kind)
+
+
+def check_run(cfg: StageConfig, target: str | Path | None = None, kind: RunKind | None = None) -> None:
+    """Before any work: the run's folder (or `target`, a unit inside it) and its side outputs (fold tables, caches)
+    may be written without touching an input, and the folder may take a unit of this kind."""
+    check_outputs(cfg.side_outputs(), cfg.inputs(), target or cfg.run_dir, kind or cfg.KIND)
+
+
+@contextmanager
+def run_unit(
+    cfg: StageConfig, facts: dict | None = None, target: str | Path | None = None, kind: RunKind | None = None
+) -> Iterator[Path]:
+    """The one way a stage writes its run: checked, staged, its config saved beside the outputs, then the manifest and
+    the swap into place (competition/rundir.py's unit). Yields the staging folder to write the outputs into."""
+    target, kind = Path(target or cfg.run_dir), kind or cfg.KIND
+    check_run(cfg, target, kind)
+    with staged_unit(target, kind, facts) as staging:
+        save_config(cfg, staging / CONFIG_FILE)
+        yield staging

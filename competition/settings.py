@@ -49,6 +49,14 @@ class RunLocation:
     def run_dir(self) -> Path:
         return run_directory(self.out, self.runs_dir, self.name)
 
+    def inputs(self) -> list[str | None]:
+        """Files and folders the stage reads: no output may overwrite, sit inside or hold one."""
+        return []
+
+    def side_outputs(self) -> list[str | None]:
+        """Folders the stage writes besides its run (fold tables, caches, a submission)."""
+        return []
+
 
 def submission_file(submission: str, submissions_dir: str, name: str) -> Path:
     """The submission CSV: `submission` when given, else submissions_dir/<name>.csv."""

@@ -140,14 +140,15 @@ def read_csv_checked(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _check_ids(frame: pd.DataFrame, path: Path) -> None:
-    ids = frame[ID_COLUMN]
+def check_ids(frame: pd.DataFrame, path: str | Path | None, column: str = ID_COLUMN) -> None:
+    """Every row has an id and no id repeats (a repeated id is a row counted twice)."""
+    ids = frame[column].astype(str)
     empty = np.flatnonzero(ids.str.strip().eq("").to_numpy())
     if len(empty):
-        raise InputError("empty id", path, int(empty[0]) + 1, ID_COLUMN)
+        raise InputError("empty id", path, int(empty[0]) + 1, column)
     dup = np.flatnonzero(ids.duplicated().to_numpy())
     if len(dup):
-        raise InputError(f"duplicate id {ids.iloc[dup[0]]!r}", path, int(dup[0]) + 1, ID_COLUMN)
+        raise InputError(f"duplicate id {ids.iloc[dup[0]]!r}", path, int(dup[0]) + 1, column)
 
 
 def labels_from_columns(frame: pd.DataFrame, path: Path) -> np.ndarray:
@@ -181,7 +182,7 @@ def load_arena_csv(path: str | Path, require_labels: bool = False, max_rows: int
         raise InputError(f"missing required column (found {', '.join(frame.columns[:12])})", path, column=missing[0])
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
-    _check_ids(frame, path)
+    check_ids(frame, path)
     out = pd.DataFrame({ID_COLUMN: frame[ID_COLUMN].to_numpy()})
     report = ParseReport()
     for col in TEXT_COLUMNS:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from competition.config import require
 from competition.errors import InputError
-from data.loader import parse_turns, read_csv_checked
+from data.loader import check_ids, parse_turns, read_csv_checked
 
 
 def read_columns(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -37,15 +37,8 @@ def check_model_names(frame: pd.DataFrame, path: str | Path | None, columns: tup
 
 def check_unique_ids(frame: pd.DataFrame, path: str | Path | None, column: str = "id") -> None:
     """Battle ids, when the file has them, are present and unique (a repeated id is a battle counted twice)."""
-    if column not in frame.columns:
-        return
-    ids = frame[column].astype(str)
-    empty = np.flatnonzero(ids.str.strip().eq("").to_numpy())
-    if len(empty):
-        raise InputError("empty id", path, int(empty[0]) + 1, column)
-    dup = np.flatnonzero(ids.duplicated().to_numpy())
-    if len(dup):
-        raise InputError(f"duplicate id {ids.iloc[dup[0]]!r}", path, int(dup[0]) + 1, column)
+    if column in frame.columns:
+        check_ids(frame, path, column)
 
 
 def read_grades(path: str | Path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from competition.errors import InputError
 from competition.predictions import OOF_FILE, TEST_FILE, load_predictions, probabilities_for
-from competition.rundir import read_manifest
+from competition.runs import read_run, run_file
 
 
 @dataclass
@@ -44,9 +44,9 @@ def _check_agreement(frames: list[pd.DataFrame], paths: list[Path], ids: np.ndar
                 )
 
 
-def _test_predictions(run_dirs: list[Path]) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+def _test_predictions(run_dirs: list[Path], manifests: list[dict]) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
     paths = [d / TEST_FILE for d in run_dirs]
-    present = [p.exists() for p in paths]
+    present = [TEST_FILE in m["files"] for m in manifests]
     if not any(present):
         return None, None
     if not all(present):
@@ -69,9 +69,8 @@ def load_runs(run_dirs: list[str | Path]) -> AlignedRuns:
     run_dirs = [Path(d) for d in run_dirs]
     if len(set(map(Path.resolve, run_dirs))) != len(run_dirs):
         raise InputError("the same run is given twice")
-    for directory in run_dirs:
-        read_manifest(directory)
-    paths = [d / OOF_FILE for d in run_dirs]
+    manifests = [read_run(directory) for directory in run_dirs]
+    paths = [run_file(d, OOF_FILE, m) for d, m in zip(run_dirs, manifests, strict=True)]
     frames = [load_predictions(p) for p in paths]
     first = frames[0]
     for column in ("label", "fold"):
@@ -88,7 +87,7 @@ def load_runs(run_dirs: list[str | Path]) -> AlignedRuns:
     oof = [probabilities_for(frame, ids) for frame in frames]
     with_groups = [frame for frame in frames if "group" in frame.columns]
     groups = with_groups[0].set_index("id").loc[ids, "group"].astype(str).to_numpy() if with_groups else None
-    test_ids, test = _test_predictions(run_dirs)
+    test_ids, test = _test_predictions(run_dirs, manifests)
     return AlignedRuns(
         names=[d.name for d in run_dirs],
         ids=ids,

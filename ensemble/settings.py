@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from competition.config import require
+from competition.rundir import RunKind
 from competition.settings import RunLocation, submission_file
 
 
 @dataclass(frozen=True)
 class BlendConfig(RunLocation):
+    KIND: ClassVar[RunKind] = RunKind.BLEND
     name: str = "blend"
     submissions_dir: str = "submissions"
     submission: str = ""  # the blended submission CSV; empty: submissions_dir/<name>.csv
@@ -23,3 +26,9 @@ class BlendConfig(RunLocation):
     @property
     def submission_path(self) -> Path:
         return submission_file(self.submission, self.submissions_dir, self.name)
+
+    def inputs(self) -> list[str | None]:
+        return list(self.runs)
+
+    def side_outputs(self) -> list[str | None]:
+        return [self.submission_path]

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.errors import InputError
-from competition.folds import assign_folds
+from competition.folds import inner_fold_predictions
 from features.registry import FEATURE_GROUPS
 
 
@@ -24,17 +23,13 @@ def fit_group(name: str, frame: pd.DataFrame, y: np.ndarray):
 
 def nested_features(name: str, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> pd.DataFrame:
     """The group's columns for every row of `frame`, each row's from a copy fitted without its prompt."""
-    groups = pd.Series(np.asarray(groups).astype(str))
-    n_folds = min(n_folds, groups.nunique())
-    if n_folds < 2:
-        raise InputError(f"feature group {name!r} needs rows from at least two prompts to fit without leakage")
-    folds = assign_folds(None, groups, n_folds, seed)
-    parts = []
-    for fold in range(n_folds):
-        held = folds == fold
-        model = fit_group(name, frame.iloc[~held], np.asarray(y)[~held])
-        parts.append(model.transform(frame.iloc[held]).set_axis(np.flatnonzero(held)))
-    return pd.concat(parts).sort_index().set_axis(frame.index)
+    y = np.asarray(y)
+
+    def fit_transform(_fold: int, fit: np.ndarray, held: np.ndarray) -> pd.DataFrame:
+        return fit_group(name, frame.iloc[fit], y[fit]).transform(frame.iloc[held])
+
+    table = inner_fold_predictions(groups, n_folds, seed, fit_transform, f"feature group {name!r}")
+    return table.set_axis(frame.index)
 
 
 def save_state(model, path: Path) -> None:

@@ -49,7 +49,7 @@ class BackendSpec:
 
 def resolve_dtype_name(dtype: str, device: str) -> str:
     """auto: float32 on CPU, bfloat16 on CUDA of compute capability >= 8, float16 below (emulated bfloat16 is slow)."""
-    from models.transformer.loading import compute_dtype_name
+    from models.backbone import compute_dtype_name
 
     return compute_dtype_name(dtype, device)
 
@@ -86,8 +86,8 @@ class TransformersBackend:
 
 
 def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
+    from models.backbone import load_classifier
     from models.transformer.estimator import saved_settings
-    from models.transformer.loading import load_classifier
 
     dtype = resolve_dtype_name(spec.dtype, device)
     if spec.random_init:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from competition.config import require
+from competition.rundir import RunKind
 from competition.settings import RunLocation
 from inference.backends import BackendSpec
 
@@ -13,11 +15,7 @@ PLACEMENTS = ("balanced", "split")
 
 @dataclass(frozen=True)
 class DataConfig:
-    test: str = "data/sample/test.csv"
-    max_rows: int | None = None
-
-    def __post_init__(self) -> None:
-        require(self.max_rows is None or self.max_rows >= 1, "max_rows", "must be at least 1 (or unset)")
+    test: str = "data/sample/test.csv"  # read whole: its predictions become submissions
 
 
 @dataclass(frozen=True)
@@ -82,13 +80,16 @@ class SwapConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig(RunLocation):
-    name: str = "infer"
-    runs_dir: str = "runs/inference"
+    KIND: ClassVar[RunKind] = RunKind.INFERENCE
+    name: str = "inference/infer"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     batching: BatchConfig = field(default_factory=BatchConfig)
     workers: WorkerConfig = field(default_factory=WorkerConfig)
     swap: SwapConfig = field(default_factory=SwapConfig)
+
+    def inputs(self) -> list[str | None]:
+        return [self.data.test, self.model.path]
 
     def backend_spec(self) -> BackendSpec:
         m = self.model

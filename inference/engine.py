@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
 CONFIG_FILE, SUMMARY_FILE, SHARD_DIR = "infer.toml", "infer_summary.json", "infer_shards"
-INFER_KIND = "inference"
-# run kinds whose directory `infer` may add its test predictions to
-TRAINING_KINDS = ("cv", "transformer")
 
 
 @dataclass(frozen=True)

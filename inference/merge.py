@@ -80,8 +80,8 @@ def merge_fold_model(fold_model_dir: str | Path, target_dir: str | Path, dtype: 
     float32 on CPU. The merge runs on `device`. `target_dir` must not be, hold or lie inside the fold model
     or its base, and may replace only an earlier merge or an empty folder.
     """
+    from models.backbone import compute_dtype_name
     from models.transformer.estimator import saved_settings
-    from models.transformer.loading import compute_dtype_name
 
     settings = saved_settings(fold_model_dir)
     if settings is None:
@@ -92,7 +92,7 @@ def merge_fold_model(fold_model_dir: str | Path, target_dir: str | Path, dtype: 
 
 def _write_merged(fold_model_dir: Path, target_dir: Path, facts: dict, device: str) -> Path:
     from inference.sources import load_saved_classifier
-    from models.transformer.loading import resolve_dtype
+    from models.backbone import resolve_dtype
 
     check_outputs([target_dir], [fold_model_dir, facts["base"]])
     if target_dir.exists() and merged_facts(target_dir) is None and any(target_dir.iterdir()):

@@ -49,8 +49,9 @@ def load_saved_classifier(model_path: str | Path, device: str, dtype: str, quant
     import torch
     from safetensors.torch import load_file
 
+    from models.backbone import load_trainable_state
     from models.transformer.estimator import WEIGHTS_FILE, saved_settings
-    from models.transformer.training import build_model, load_trainable_state
+    from models.transformer.training import build_model
 
     settings = saved_settings(model_path)
     if settings is None:

@@ -13,7 +13,6 @@ With w = 0 every row appears once with its hard label and weight 1: the hard-lab
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +21,14 @@ import pandas as pd
 from competition.config import load_config
 from competition.errors import InputError
 from competition.labels import one_hot
-from competition.rundir import read_manifest
+from competition.rundir import RunKind
+from competition.runs import run_config
 
 
 def teacher_recipe(run_dir: str | Path, lgbm_config: type, feature_config: type) -> tuple[object, object]:
-    """(LGBMConfig, FeatureConfig) of a LightGBM run, read from its config.toml (the manifest is checked)."""
-    run_dir = Path(run_dir)
-    read_manifest(run_dir)
-    try:
-        data = tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        raise InputError("the teacher run has no readable config.toml", run_dir) from None
-    if "lgbm" not in data or "features" not in data:
+    """(LGBMConfig, FeatureConfig) of a LightGBM cv run, read from its config.toml (the manifest is checked)."""
+    data = run_config(run_dir, (RunKind.CV,))
+    if data.get("model", "lgbm") != "lgbm" or "lgbm" not in data or "features" not in data:
         raise InputError("the teacher must be a LightGBM cv run (its config has no [lgbm]/[features])", run_dir)
     lgbm = dict(data["lgbm"]) | {"teacher": ""}  # a teacher is refitted as a plain model, never distilled itself
     return load_config(lgbm_config, None, [lgbm]), load_config(feature_config, None, [dict(data["features"])])

@@ -11,7 +11,7 @@ row and its exchange, so P(a wins | A, B) = P(b wins | B, A) holds exactly. With
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import lightgbm as lgb
@@ -21,7 +21,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from competition.config import finite, require
 from competition.errors import InputError
-from competition.folds import assign_folds, prompt_groups
+from competition.folds import inner_fold_predictions, prompt_groups
 from competition.labels import N_CLASSES, as_probabilities, swap_labels, swap_probabilities
 from features.paired import swap_features
 from features.registry import (
@@ -85,6 +85,20 @@ class LGBMConfig:
         require(finite(self.alone_share) and 0 <= self.alone_share <= 1, "alone_share", "must be in [0, 1]")
 
 
+@dataclass(frozen=True)
+class LGBMSettings:
+    """The LightGBM family's config sections: `[features]` and `[lgbm]`."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    lgbm: LGBMConfig = field(default_factory=LGBMConfig)
+
+    def family_inputs(self) -> list[str | None]:
+        return [self.lgbm.teacher, self.features.table_dir]
+
+    def family_side_outputs(self) -> list[str | None]:
+        return [self.features.cache_dir]
+
+
 def _with_swaps(X: pd.DataFrame, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.concat([X, swap_features(X)], ignore_index=True), np.concatenate([y, swap_labels(y)])
 
@@ -96,6 +110,10 @@ class LGBMPreference:
         self.config = config or LGBMConfig()
         self.features = features or FeatureConfig()
         self.seed = seed
+
+    @classmethod
+    def from_settings(cls, settings: LGBMSettings, seed: int) -> LGBMPreference:
+        return cls(settings.lgbm, settings.features, seed=seed)
 
     def _params(self) -> dict:
         c = self.config
@@ -279,13 +297,13 @@ def teacher_probabilities(
     """
     teacher_config, teacher_features = teacher_recipe(run_dir, LGBMConfig, FeatureConfig)
     teacher_config = replace(teacher_config, num_threads=num_threads)
+
+    def fit_predict(fold: int, fit: np.ndarray, held: np.ndarray) -> np.ndarray:
+        teacher = LGBMPreference(teacher_config, teacher_features, seed + 1000 + fold)
+        return teacher.fit(frame.iloc[fit], y[fit], groups[fit]).predict_proba(frame.iloc[held])
+
     groups = np.asarray(groups)
-    folds = assign_folds(None, pd.Series(groups), min(inner_folds, len(np.unique(groups))), seed)
-    probs = np.zeros((len(frame), N_CLASSES))
-    for fold in np.unique(folds):
-        held = folds == fold
-        teacher = LGBMPreference(teacher_config, teacher_features, seed + 1000 + int(fold))
-        probs[held] = teacher.fit(frame.iloc[~held], y[~held], groups[~held]).predict_proba(frame.iloc[held])
+    probs = inner_fold_predictions(groups, inner_folds, seed, fit_predict, "the teacher")
     if unlabeled is None or not len(unlabeled):
         return probs, None
     whole = LGBMPreference(teacher_config, teacher_features, seed + 999).fit(frame, y, groups)

@@ -1,7 +1,9 @@
-"""Model families by name: what `predict`, the blender and the cross-fit loop need to build or load one.
+"""Model families by name: what `cv`, `fit`, `predict`, the blender and the cross-fit loop need to build or load one.
 
-A new family is one module with a class that has the estimator face (competition/estimator.py) and
-writes `estimator.json` with `"family": <name>` in `save`, plus one line in `FAMILIES` below.
+A new family is one module with a class that has the estimator face (competition/estimator.py), writes
+`estimator.json` with `"family": <name>` in `save`, and builds itself with `from_settings(settings, seed)` from its
+settings (a frozen dataclass whose fields are the family's config sections, e.g. `[lgbm]` and `[features]`), plus
+one line in `FAMILIES` below. `cv --model <name>` then runs it, its sections read from the config file and `--set`.
 Classes are imported only when used, so LightGBM commands never load torch.
 """
 
@@ -14,29 +16,58 @@ from pathlib import Path
 
 from competition.errors import InputError
 from competition.estimator import PreferenceEstimator
-from competition.rundir import read_manifest, staged_unit
+from competition.rundir import RunKind, read_manifest, staged_unit
 
 META_FILE = "estimator.json"
-MODEL_KIND = "model"
+
+
+def _imported(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)
 class ModelFamily:
     name: str
-    path: str  # "module:Class"
+    path: str  # "module:Class" of the estimator
     description: str
+    settings: str = "models.registry:NoSettings"  # "module:Class" of its config sections (a frozen dataclass)
 
     def estimator_class(self) -> type[PreferenceEstimator]:
-        module, _, cls = self.path.partition(":")
-        return getattr(importlib.import_module(module), cls)
+        return _imported(self.path)
+
+    def settings_class(self) -> type:
+        return _imported(self.settings)
+
+    def build(self, settings, seed: int, **context) -> PreferenceEstimator:
+        """A fresh estimator from the family's settings; a class without `from_settings` is built with no arguments."""
+        cls = self.estimator_class()
+        return cls.from_settings(settings, seed, **context) if hasattr(cls, "from_settings") else cls()
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """The settings of a family that has none."""
 
 
 FAMILIES: dict[str, ModelFamily] = {
     f.name: f
     for f in (
-        ModelFamily("lgbm", "models.lgbm:LGBMPreference", "LightGBM over the feature registry's groups"),
-        ModelFamily("transformer", "models.transformer.estimator:TransformerPreference", "fine-tuned sequence classifier"),
-        ModelFamily("p2l", "models.p2l.estimator:P2LPreference", "prompt-to-leaderboard (coefficients from the prompt)"),
+        ModelFamily(
+            "lgbm", "models.lgbm:LGBMPreference", "LightGBM over the feature registry's groups", "models.lgbm:LGBMSettings"
+        ),
+        ModelFamily(
+            "transformer",
+            "models.transformer.estimator:TransformerPreference",
+            "fine-tuned sequence classifier",
+            "models.transformer.settings:TransformerSettings",
+        ),
+        ModelFamily(
+            "p2l",
+            "models.p2l.estimator:P2LPreference",
+            "prompt-to-leaderboard (coefficients from the prompt)",
+            "models.p2l.settings:P2LSettings",
+        ),
     )
 }
 
@@ -49,7 +80,7 @@ def family(name: str) -> ModelFamily:
 
 def save_model(estimator: PreferenceEstimator, directory: str | Path, facts: dict | None = None) -> Path:
     """Saves a fitted estimator as a unit: written to a staging folder, manifest, then renamed into place."""
-    with staged_unit(directory, MODEL_KIND, facts) as staging:
+    with staged_unit(directory, RunKind.MODEL, facts) as staging:
         estimator.save(staging)
     return Path(directory)
 
@@ -64,7 +95,7 @@ def saved_family(directory: str | Path) -> str:
 
 def load_model(directory: str | Path) -> PreferenceEstimator:
     """Any saved model: the manifest is checked, then the family named in estimator.json loads it."""
-    read_manifest(directory, MODEL_KIND)
+    read_manifest(directory, RunKind.MODEL)
     cls = family(saved_family(directory)).estimator_class()
     try:
         return cls.load(directory)

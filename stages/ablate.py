@@ -16,19 +16,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from competition.config import save_config  # noqa: E402
 from competition.crossfit import cross_fit  # noqa: E402
 from competition.errors import InputError  # noqa: E402
+from competition.folds import folds_for  # noqa: E402
 from competition.metric import log_loss  # noqa: E402
-from competition.rundir import check_outputs, staged_unit  # noqa: E402
-from features.registry import attach_features, attach_features_alone  # noqa: E402
+from competition.rundir import RunKind, check_run, run_unit  # noqa: E402
+from data.labelled import load_labelled  # noqa: E402
+from features.registry import attach_features_alone  # noqa: E402
 from models.lgbm import LGBMPreference  # noqa: E402
-from stages.training import SpineConfig, attached_groups, load_train, train_folds  # noqa: E402
+from stages.families import attached_groups, training_features  # noqa: E402
+from stages.training import TrainingConfig  # noqa: E402
 
 DISTILLATION = "distillation"
 
 
-def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
+def run_ablation(cfg: TrainingConfig, groups: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One row per dropped group: Δ log loss (positive = the group helps), mean ± std over folds, scored both
     ways: the whole file, and each validation row alone (as if its file held no other answer to its prompt).
     With a teacher configured, a "distillation" row drops the teacher instead."""
@@ -36,10 +38,10 @@ def run_ablation(cfg: SpineConfig, groups: tuple[str, ...] | None = None) -> pd.
     unknown = [g for g in groups or () if g not in known]
     if unknown:
         raise InputError(f"--groups names {unknown[0]!r}, which is not among the configured groups {sorted(known)}")
-    train = load_train(cfg.data)
+    train = load_labelled(cfg.data)
     y, prompt_groups = train["label"].to_numpy(), train["group"].to_numpy()
-    folds = train_folds(train, cfg.cv)
-    frame = attach_features(train, attached_groups(cfg), cfg.features.cache_dir)
+    folds = folds_for(train, cfg.cv)
+    frame = training_features(train, attached_groups(cfg), cfg.features)
     alone = attach_features_alone(train, attached_groups(cfg), cfg.features.cache_dir)
 
     def fold_losses(kept: tuple[str, ...], lgbm=cfg.lgbm) -> dict[str, tuple[np.ndarray, float]]:
@@ -102,18 +104,17 @@ def plot_ablation(table: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def ablation_dir(cfg: SpineConfig) -> Path:
+def ablation_dir(cfg: TrainingConfig) -> Path:
     return cfg.run_dir / "ablation"
 
 
-def write_ablation(cfg: SpineConfig, table: pd.DataFrame) -> tuple[Path, Path]:
+def write_ablation(cfg: TrainingConfig, table: pd.DataFrame) -> tuple[Path, Path]:
     out = ablation_dir(cfg)
-    with staged_unit(out, "ablation") as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg, target=out, kind=RunKind.ABLATION) as staging:
         table.to_csv(staging / "ablation.csv", index=False)
         plot_ablation(table, staging / "ablation.png")
     return out / "ablation.csv", out / "ablation.png"
 
 
-def check_ablation_outputs(cfg: SpineConfig) -> None:
-    check_outputs(cfg.side_outputs(), cfg.inputs(), ablation_dir(cfg), "ablation")
+def check_ablation_outputs(cfg: TrainingConfig) -> None:
+    check_run(cfg, ablation_dir(cfg), RunKind.ABLATION)

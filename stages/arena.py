@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from competition.config import save_config
 from competition.errors import InputError
-from competition.rundir import check_outputs, staged_unit
+from competition.rundir import check_run, run_unit
 
 LOG_FILE = Path("judgments") / "log.jsonl"
 
@@ -57,8 +56,7 @@ def run_arena(cfg) -> dict:
     from analysis.arena.procedure import Arena, ArenaSettings, JudgmentLog
     from data.loader import load_arena_csv
 
-    inputs = [cfg.data.train, cfg.judge.run, cfg.judge.model, cfg.judge.verdicts, cfg.judge.grades, cfg.judge.llm]
-    check_outputs([], inputs, cfg.run_dir, "arena")
+    check_run(cfg)
     frame = load_arena_csv(cfg.data.train, max_rows=cfg.data.max_rows)
     book = AnswerBook.from_pairs(frame, cfg.data.train)
     rank = cfg.arena
@@ -76,8 +74,7 @@ def run_arena(cfg) -> dict:
     arena.rank(seeds, others)
     table = arena.table(models)
     summary = {"models": len(models), "judgments": len(arena.asked), "seed_models": seeds, "insertion_order": others}
-    with staged_unit(cfg.run_dir, "arena", {"models": len(models)}) as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg, {"models": len(models)}) as staging:
         table.to_csv(staging / "ranking.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary | {"settings": asdict(settings)}, indent=1), encoding="utf-8")
     return {"table": table, "summary": summary}

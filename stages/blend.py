@@ -8,10 +8,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from competition.config import save_config
 from competition.metric import score_report
 from competition.predictions import OOF_FILE, TEST_FILE, save_predictions
-from competition.rundir import check_outputs, staged_unit
+from competition.rundir import check_run, run_unit
 from competition.submission import write_submission
 from ensemble.blend import apply_blend, cross_fitted_blend, fit_blend_weights, honest_blend_folds
 from ensemble.runs import load_runs
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def run_blend(cfg: BlendConfig) -> pd.DataFrame:
     """Fits the weights, writes the blend run (oof/test/weights/report) as one unit, returns the report."""
-    check_outputs([cfg.submission_path], list(cfg.runs), cfg.run_dir, "blend")
+    check_run(cfg)
     runs = load_runs(list(cfg.runs))
     weights = fit_blend_weights(runs.oof, runs.y, cfg.temperature)
     blended = apply_blend(runs.oof, weights)
@@ -41,8 +40,7 @@ def run_blend(cfg: BlendConfig) -> pd.DataFrame:
         rows.append({"model": f"blend (weights cross-fitted {label})", "weight": 1.0, **score_report(runs.y, honest)})
     report = pd.DataFrame(rows)
     test_probs = None if runs.test is None else apply_blend(runs.test, weights)
-    with staged_unit(cfg.run_dir, "blend") as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg) as staging:
         # The saved out-of-fold blend is the cross-fitted one, so a later blend of blends stays honest.
         groups = {} if runs.groups is None else {"group": runs.groups}
         oof_probs = blended if honest is None else honest

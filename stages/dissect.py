@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from competition.config import save_config
 from competition.errors import InputError
-from competition.rundir import check_outputs, safe_name, staged_unit
+from competition.rundir import check_run, run_unit, safe_name
 
 
 def property_differences(frame: pd.DataFrame, settings) -> pd.DataFrame:
@@ -50,8 +49,7 @@ def run_dissection(cfg) -> dict:
     settings = cfg.dissect
     if bool(settings.row) != bool(settings.model):
         raise InputError("--row and --model go together: a SHAP waterfall needs a pair id and a LightGBM run")
-    inputs = [cfg.data.train, settings.property_table, settings.model, *settings.judges]
-    check_outputs([], inputs, cfg.run_dir, "dissection")
+    check_run(cfg)
     start = time.perf_counter()
     frame = load_arena_csv(cfg.data.train, require_labels=True, max_rows=cfg.data.max_rows)
     diffs = property_differences(frame, settings)
@@ -93,8 +91,7 @@ def run_dissection(cfg) -> dict:
         "scenarios_too_small": too_small,
         "seconds": seconds,
     }
-    with staged_unit(cfg.run_dir, "dissection", {"pairs": len(frame)}) as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg, {"pairs": len(frame)}) as staging:
         result.effects.to_csv(staging / "effects.csv", index=False)
         labels = result.effects[result.effects["judge"] == LABELS_JUDGE]
         plots.effects_plot(labels, staging / "effects.png", "what moves the labels' judge")

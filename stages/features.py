@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from competition.config import require, save_config
-from competition.rundir import check_outputs, staged_unit
+from competition.config import require
+from competition.rundir import RunKind, check_run, run_unit
 from competition.settings import DataConfig, RunLocation
 from features.registry import FeatureConfig
 
@@ -30,20 +31,24 @@ class BuildConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig(RunLocation):
+    KIND: ClassVar[RunKind] = RunKind.FEATURES
     name: str = "features"
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=lambda: FeatureConfig(cache_dir=None))
     build: BuildConfig = field(default_factory=BuildConfig)
 
+    def inputs(self) -> list[str | None]:
+        return [self.data.train]
+
 
 def run_features(cfg: FeaturesConfig) -> dict:
+    from data.labelled import load_unlabelled
     from features.parts import PARTS_DIR, build_parts
     from features.registry import computed
-    from stages.training import load_test
 
-    check_outputs([], [cfg.data.train], cfg.run_dir, "features")
+    check_run(cfg)
     start = time.perf_counter()
-    frame = load_test(cfg.data.train)  # labels are not needed for features; prompt groups are
+    frame = load_unlabelled(cfg.data.train)  # labels are not needed for features; prompt groups are
     if cfg.data.max_rows is not None:
         frame = frame.iloc[: cfg.data.max_rows]
     groups = computed(cfg.features.groups)
@@ -59,7 +64,6 @@ def run_features(cfg: FeaturesConfig) -> dict:
     seconds = time.perf_counter() - start
     summary = facts | {"rows": len(frame), "groups": list(groups), "engine": cfg.build.engine, "seconds": seconds}
     summary["rows_per_second"] = len(frame) / seconds
-    with staged_unit(cfg.run_dir, "features", {"rows": len(frame)}) as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg, {"rows": len(frame)}) as staging:
         (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary

@@ -11,9 +11,9 @@ from competition.atomic import write_text_atomic
 from competition.config import save_config
 from competition.errors import InputError
 from competition.predictions import TEST_FILE, save_predictions
-from competition.rundir import check_outputs, run_kind, write_manifest
+from competition.rundir import RunKind, check_run, run_kind, write_manifest
 from inference.config import InferenceConfig, ModelConfig
-from inference.engine import CONFIG_FILE, INFER_KIND, SHARD_DIR, SUMMARY_FILE, TRAINING_KINDS, infer_frame
+from inference.engine import CONFIG_FILE, SHARD_DIR, SUMMARY_FILE, infer_frame
 from inference.sources import tokenizer_dir
 from inference.workers import BackendFactory
 
@@ -38,18 +38,18 @@ def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool
     it as that run's test predictions.
     """
     from data.loader import load_arena_csv
-    from models.transformer.loading import load_tokenizer
+    from models.backbone import load_tokenizer
 
     if not cfg.model.path:
         raise InputError("infer needs a model directory (--model-path)")
     if not Path(cfg.model.path).is_dir():
         raise InputError("model directory not found", cfg.model.path)
     # infer may add its test predictions to a training run (blend then reads them as that run's)
-    kind = run_kind(cfg.run_dir) if run_kind(cfg.run_dir) in TRAINING_KINDS else INFER_KIND
-    check_outputs([], [cfg.data.test, cfg.model.path], cfg.run_dir, kind)
+    kind = RunKind.CV if run_kind(cfg.run_dir) == RunKind.CV else cfg.KIND
+    check_run(cfg, kind=kind)
     check_max_length(cfg.model)
     cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
-    frame = load_arena_csv(cfg.data.test, max_rows=cfg.data.max_rows)
+    frame = load_arena_csv(cfg.data.test)
     tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path))
     run_dir = cfg.run_dir
     save_config(cfg, run_dir / CONFIG_FILE)
@@ -57,5 +57,5 @@ def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool
     save_predictions(run_dir / TEST_FILE, frame["id"], probs)
     write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(stats, indent=1))
     # The manifest is rewritten last: over a training run it now names the new test.parquet as that run's.
-    write_manifest(run_dir, run_kind(run_dir) or INFER_KIND)
+    write_manifest(run_dir, kind)
     return {**stats, "predictions": str(run_dir / TEST_FILE)}

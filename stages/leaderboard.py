@@ -1,4 +1,6 @@
-"""The `leaderboard` stage: fit Bradley-Terry to battles, add intervals, evaluate on held-out battles, write outputs."""
+"""`leaderboard`: Bradley-Terry ratings of battles with intervals and the held-out check
+(analysis/leaderboard/ratings.py), written as one unit with the table and its plot.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +17,15 @@ from analysis.leaderboard.ratings import (
     rating_table,
 )
 from analysis.leaderboard.settings import LeaderboardConfig
-from competition.config import save_config
 from competition.errors import InputError
-from competition.rundir import check_outputs, staged_unit
-
-RUN_KIND = "leaderboard"
+from competition.rundir import check_run, run_unit
 
 
 def run(cfg: LeaderboardConfig, write: bool = True) -> LeaderboardResult:
     """Ratings, intervals and the held-out check; with `write`, the run directory as one unit."""
     check_style_features(cfg)
     if write:
-        check_outputs([], cfg.inputs(), cfg.run_dir, RUN_KIND)
+        check_run(cfg)
     frame, covariates = load_battles(cfg)
     if len(set(frame["model_a"]) | set(frame["model_b"])) < 2:
         raise InputError("need battles between at least two models", cfg.data.battles)
@@ -48,8 +47,7 @@ def write_outputs(cfg: LeaderboardConfig, result: LeaderboardResult) -> Path:
         "too_few_battles": result.table.loc[result.table["too_few_battles"], "model"].tolist(),
     }
     method = cfg.intervals.active[0] if cfg.intervals.active else None
-    with staged_unit(cfg.run_dir, RUN_KIND, {"models": len(result.table)}) as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg, {"models": len(result.table)}) as staging:
         result.table.to_csv(staging / "leaderboard.csv", index=False)
         (staging / "summary.json").write_text(json.dumps({**extra, "holdout": result.holdout}, indent=1), encoding="utf-8")
         plot_ratings(result.table, method, cfg.intervals.level, staging / "leaderboard.png")

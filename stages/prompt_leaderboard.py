@@ -1,11 +1,6 @@
-"""Model-aware preference predictor and the per-prompt leaderboard built from it.
-
-The predictor is the spine's LightGBM (`LGBMPreference`) over the registry's features plus the opt-in
-`model_names` group, so it sees (prompt, both answers, both model identities). A leaderboard for one
-prompt needs each model's answer to that prompt: they are taken from the training file's rows for that
-prompt (arena-bench-pairs holds every model's answer for every prompt). The predictor is trained on the
-other prompts only, then every pair of models is predicted and Bradley-Terry is fitted to the predicted
-pairwise win matrix (ties count half). Out-of-fold figures come from the cross-fit loop over the fold table.
+"""`prompt-leaderboard`: rank the models of one prompt, from the model-aware predictor trained on every other
+prompt (analysis/leaderboard/prompt.py), or from a P2L run's fold models for any prompt or a file of prompts
+(analysis/p2l.py); one unit with the table and the pairwise heatmap.
 """
 
 from __future__ import annotations
@@ -36,15 +31,12 @@ from analysis.p2l import (
     load_p2l_run,
     prompt_leaderboard,
 )
-from competition.config import save_config
 from competition.errors import InputError
 from competition.folds import normalise_prompt
-from competition.rundir import check_outputs, safe_name, staged_unit
+from competition.rundir import check_run, run_unit, safe_name
 from data.tables import read_grades, read_prompts
 from features.registry import attach_features
 from models.bradley_terry import ELO_PER_LOGIT
-
-RUN_KIND = "prompt-leaderboard"
 
 
 def check_request(cfg: PromptLeaderboardConfig) -> None:
@@ -59,7 +51,7 @@ def run_prompt_leaderboard(cfg: PromptLeaderboardConfig, write: bool = True) -> 
     """Ranks the models of one prompt with the predictor trained on every other prompt; with `write`, one unit."""
     check_request(cfg)
     if write:
-        check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, RUN_KIND)
+        check_run(cfg)
     grades = read_grades(cfg.data.grades) if cfg.data.grades else None
     turns = chosen_prompt_text(cfg)
     frame = load_pairs(cfg)
@@ -95,8 +87,7 @@ def write_outputs(cfg: PromptLeaderboardConfig, result: PromptLeaderboard, logit
     """The run directory as one unit; the file names carry the prompt id made file-safe (ids come from data)."""
     stem = f"prompt_{safe_name(result.prompt_key)}"
     order = np.argsort(-logits)
-    with staged_unit(cfg.run_dir, RUN_KIND, {"prompt": result.prompt_key, "file": stem}) as staging:
-        save_config(cfg, staging / "config.toml")
+    with run_unit(cfg, {"prompt": result.prompt_key, "file": stem}) as staging:
         result.table.to_csv(staging / f"{stem}.csv", index=False)
         title = f"predicted P(row beats column), prompt {result.prompt_key[:60]}"
         plot_win_matrix(result.win_matrix[np.ix_(order, order)], [names[i] for i in order], title, staging / f"{stem}.png")
@@ -117,13 +108,25 @@ def check_p2l_request(cfg: PromptLeaderboardConfig) -> None:
         raise InputError("with --p2l, name either one prompt (--prompt, or --row with --test) or a file of prompts (--prompts)")
     if cfg.row is not None and not cfg.data.test:
         raise InputError("--row needs --test (the CSV whose row holds the prompt)")
+    defaults = type(cfg)()
+    unread = {
+        "--evaluate": cfg.evaluate,
+        "--grades": bool(cfg.data.grades),
+        "--train": cfg.data.train != defaults.data.train,
+        "--max-rows": cfg.data.max_rows is not None,
+        "--folds": cfg.cv.folds != defaults.cv.folds,
+        "--seed": cfg.cv.seed != defaults.cv.seed,
+    }
+    given = [flag for flag, changed in unread.items() if changed]
+    if given:
+        raise InputError(f"{given[0]} is not read with --p2l (the P2L run's fold models rank the prompt): leave it out")
 
 
 def run_p2l_leaderboard(cfg: PromptLeaderboardConfig, write: bool = True) -> PromptLeaderboard:
     """A leaderboard for one prompt, or the aggregate over a file of prompts, from the run's fold models."""
     check_p2l_request(cfg)
     if write:
-        check_outputs([], [cfg.data.test, cfg.p2l.run, cfg.p2l.prompts], cfg.run_dir, RUN_KIND)
+        check_run(cfg)
     fitted = load_p2l_run(cfg.p2l.run)
     models = chosen_models(fitted, cfg.models)
     if len(models) < 2:
@@ -141,8 +144,7 @@ def run_p2l_leaderboard(cfg: PromptLeaderboardConfig, write: bool = True) -> Pro
     result = PromptLeaderboard(key, table, wins, {})
     if write:
         stem = "aggregate" if cfg.p2l.prompts else f"prompt_{safe_name(key)}"
-        with staged_unit(cfg.run_dir, RUN_KIND, {"prompt": key, "file": stem, "p2l": str(cfg.p2l.run)}) as staging:
-            save_config(cfg, staging / "config.toml")
+        with run_unit(cfg, {"prompt": key, "file": stem, "p2l": str(cfg.p2l.run)}) as staging:
             table.to_csv(staging / f"{stem}.csv", index=False)
             plot_win_matrix(wins, table["model"].tolist(), title, staging / f"{stem}.png")
         result.run_dir = cfg.run_dir

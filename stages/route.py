@@ -1,12 +1,5 @@
-"""The `route` stage: out-of-fold quality predictions on graded prompts, routing against baselines, a quality-vs-cost curve.
-
-Folds are over prompts (each prompt is its own group), taken from the fold table, so every prediction
-comes from a model that never saw that prompt. Baselines: every single model, the best single model
-(by training-fold mean), uniform random choice, the cheapest model, and the per-prompt oracle (true grades).
-
-The quality model predicts a (prompts × models) grade matrix, not three-way preference probabilities, so
-it does not fit the cross-fit loop (which scores (n, 3) probabilities against class labels): its one fold
-loop is `out_of_fold_quality`, over the same kind of fold table every stage reads.
+"""`route`: out-of-fold routing figures on graded prompts against baselines, a quality-vs-cost curve, and with a
+test file the route of each new prompt (analysis/routing/); with a P2L run, P2L's router beside the ridge one.
 """
 
 from __future__ import annotations
@@ -28,11 +21,8 @@ from analysis.routing.plots import plot_curve
 from analysis.routing.quality import prompt_features
 from analysis.routing.router import route_budget, route_lambda
 from analysis.routing.settings import RoutingConfig
-from competition.config import save_config
-from competition.rundir import check_outputs, staged_unit
+from competition.rundir import check_run, run_unit
 from data.tables import read_prompts
-
-RUN_KIND = "routing"
 
 
 def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> np.ndarray:
@@ -51,7 +41,7 @@ def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> n
 def run(cfg: RoutingConfig, write: bool = True) -> dict:
     """Out-of-fold routing figures (and routed test prompts); with `write`, the run directory as one unit."""
     if write:
-        check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, RUN_KIND)
+        check_run(cfg)
     table = load_costs(cfg)  # every input is read and checked before any fitting
     data = load_graded(cfg)
     cost_vector(data.models, table, cfg.router.costs_file)
@@ -67,8 +57,7 @@ def run(cfg: RoutingConfig, write: bool = True) -> dict:
     if routed is not None and cfg.p2l:
         routed["p2l_model"] = p2l_routes(data, test, cfg)
     if write:
-        with staged_unit(cfg.run_dir, RUN_KIND, {"prompts": len(data.ids)}) as staging:
-            save_config(cfg, staging / "config.toml")
+        with run_unit(cfg, {"prompts": len(data.ids)}) as staging:
             curve.to_csv(staging / "curve.csv", index=False)
             decisions.to_csv(staging / "decisions.csv", index=False)
             (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")

@@ -1,153 +1,177 @@
-"""The training stages `cv`, `fit`, `predict` and the main job `run`, as importable functions over one config.
+"""The training stages `cv`, `fit`, `predict` and the main job `run`, for any registered model family.
 
-The CLI and the tests call these same functions. Each stage writes one unit (competition/rundir.py):
-`cv` the run directory's files, `fit` its `model/` folder, `predict` a validated submission file.
+`cv --model <family>` cross-fits the family named in models/registry.py; its config is this module's
+`TrainingConfig` plus the family's own sections (`[lgbm]` + `[features]`, `[model]` + `[train]`, `[encoder]` +
+`[head]` + `[tune]`, ...), made by `training_config(family)`. What a family needs beyond its estimator (features
+built once, folds kept on disk, extra files) is its workflow in stages/families.py. The CLI and the tests call these
+same functions; each stage writes one unit: `cv` the run directory's files, `fit` its `model/` folder, `predict`
+a validated submission file.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
+from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from competition.config import save_config
-from competition.crossfit import CrossFitResult, cross_fit, write_cross_fit
+from competition.config import peek_setting, require
+from competition.crossfit import MODEL_DIR, CrossFitResult, FoldStore, cross_fit, write_cross_fit
 from competition.errors import InputError
-from competition.folds import fold_table, prompt_groups
-from competition.rundir import MANIFEST_FILE, check_outputs, staged_unit
+from competition.folds import folds_for
+from competition.rundir import MANIFEST_FILE, RunKind, check_outputs, check_run, run_unit
 from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from competition.submission import write_submission
-from data.loader import append_extra, load_arena_csv
-from features.registry import FeatureConfig, attach_features, attach_features_alone
-from models.distill import teacher_recipe
-from models.lgbm import LGBMConfig, LGBMPreference
-from models.registry import MODEL_KIND, load_model
+from data.labelled import load_labelled, load_unlabelled
+from models.registry import FAMILIES, family, load_model
+from stages.families import FOLDS_DIR, workflow
 
-MODEL_DIR = "model"
+log = logging.getLogger(__name__)
+DEFAULT_FAMILY = "lgbm"
 
 
 @dataclass(frozen=True)
-class SpineConfig(RunLocation):
+class TrainingData(DataConfig):
+    # pairs without labels: the transformer family trains on its teacher's probabilities for them (rows whose prompt
+    # is also in the labelled data are dropped, so no fold's validation prompt is ever seen in training)
+    unlabeled: str | None = None
+    # question_id, model, grade: the p2l family compares its held-out per-prompt leaderboards with them
+    grades: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainingConfig(RunLocation):
+    """cv / fit / predict / run; `training_config(family)` adds the family's sections."""
+
+    KIND: ClassVar[RunKind] = RunKind.CV
     name: str = "lgbm_base"
+    model: str = DEFAULT_FAMILY  # the model family (models/registry.py)
     submissions_dir: str = "submissions"
     submission: str = ""  # predict/run: the submission CSV; empty: submissions_dir/<name>.csv
-    data: DataConfig = field(default_factory=DataConfig)
+    data: TrainingData = field(default_factory=TrainingData)
     cv: CVConfig = field(default_factory=CVConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    lgbm: LGBMConfig = field(default_factory=LGBMConfig)
+
+    def __post_init__(self) -> None:
+        require(self.model in FAMILIES, "model", f"must be a registered family ({', '.join(FAMILIES)})")
 
     @property
     def submission_path(self) -> Path:
         return submission_file(self.submission, self.submissions_dir, self.name)
 
     def inputs(self) -> list[str | None]:
-        return [self.data.train, self.data.test, self.data.extra, self.lgbm.teacher, self.features.table_dir]
+        data = self.data
+        return [data.train, data.test, data.extra, data.unlabeled, data.grades, *self.family_inputs()]
 
     def side_outputs(self) -> list[str | None]:
-        """Folders every training stage may write besides its run: fold tables and the feature cache."""
-        return [self.cv.fold_dir, self.features.cache_dir]
+        """Folders every training stage may write besides its run: fold tables, and the family's caches."""
+        return [self.cv.fold_dir, *self.family_side_outputs()]
+
+    def family_inputs(self) -> list[str | None]:
+        return []
+
+    def family_side_outputs(self) -> list[str | None]:
+        return []
 
 
-def load_train(data: DataConfig) -> pd.DataFrame:
-    """The training rows (extra rows appended without duplicates), each with its prompt group."""
-    frame = load_arena_csv(data.train, require_labels=True, max_rows=data.max_rows)
-    if data.extra:
-        frame = append_extra(frame, load_arena_csv(data.extra, require_labels=True, max_rows=data.max_rows))
-    frame["group"] = prompt_groups(frame).to_numpy()
-    return frame
+# where a family's run goes when no config names it (runs_dir/<name>)
+DEFAULT_NAMES = {"lgbm": "lgbm_base", "transformer": "transformer/minilm", "p2l": "p2l/minilm"}
 
 
-def load_test(path: str | Path | None) -> pd.DataFrame | None:
-    """The whole test file (never cut by max_rows: its predictions become submissions), with prompt groups."""
-    if not path:
-        return None
-    frame = load_arena_csv(path, require_labels=False)
-    frame["group"] = prompt_groups(frame).to_numpy()
-    return frame
+@cache
+def training_config(name: str) -> type[TrainingConfig]:
+    """The config class of the training stages for one family: TrainingConfig plus the family's sections."""
+    settings = family(name).settings_class()
+    own = [("model", str, field(default=name)), ("name", str, field(default=DEFAULT_NAMES.get(name, name)))]
+    return make_dataclass(f"TrainingConfig_{name}", own, bases=(settings, TrainingConfig), frozen=True)
 
 
-def train_folds(train: pd.DataFrame, cv: CVConfig) -> np.ndarray:
-    """The fold of every training row, from the fold table (written once, read by every stage)."""
-    table = fold_table(train["id"], train["group"], train["label"].to_numpy(), cv.folds, cv.seed, cv.fold_dir)
-    return table["fold"].to_numpy()
-
-
-def attached_groups(cfg: SpineConfig) -> tuple[str, ...]:
-    """The computed groups to add to the training frame once: the model's, and its teacher's (refitted per fold)."""
-    groups = cfg.features.groups
-    if cfg.lgbm.teacher:
-        _, teacher_features = teacher_recipe(cfg.lgbm.teacher, LGBMConfig, FeatureConfig)
-        groups = tuple(dict.fromkeys(groups + teacher_features.groups))
-    return groups
-
-
-def training_features(train: pd.DataFrame, groups: tuple[str, ...], features: FeatureConfig) -> pd.DataFrame:
-    """`train` with its computed feature columns: read from a table built by `features` when one is set, else
-    computed here (the "alone" view is always computed: a table holds the whole-file view only)."""
-    if not features.table_dir:
-        return attach_features(train, groups, features.cache_dir)
-    from features.parts import read_parts
-    from features.registry import computed
-
-    table = read_parts(features.table_dir, train, computed(groups))
-    return pd.concat([train.drop(columns=[c for c in train.columns if c in table.columns]), table], axis=1)
+def family_of(path: str | Path | None, overrides: list, default: str = DEFAULT_FAMILY) -> str:
+    """The family a config file and its overrides name (`model = ...`), before the config itself can be read."""
+    name = peek_setting("model", path, overrides, default)
+    if name not in FAMILIES:
+        raise InputError(f"model {name!r} is not a registered family (known: {', '.join(FAMILIES)})", path)
+    return str(name)
 
 
 @dataclass
 class CVRun:
     result: CrossFitResult
-    importance: pd.Series
+    report: dict  # the family's extra figures (LightGBM's importance, P2L's summary)
     run_dir: Path
     seconds: float
 
+    @property
+    def importance(self) -> pd.Series | None:
+        return self.report.get("importance")
 
-def run_cv(cfg: SpineConfig, write: bool = True) -> CVRun:
-    """Grouped K-fold through the cross-fit loop: OOF predictions, per-fold scores, fold-averaged test predictions."""
+
+def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
+    """Grouped K-fold through the cross-fit loop: out-of-fold predictions, per-fold scores, fold-averaged test
+    predictions. A family whose folds are kept on disk resumes fold by fold, and its run's files are always combined
+    from the fold units on disk (so a resumed run writes the same bytes as an uninterrupted one)."""
     start = time.perf_counter()
+    chosen, flow = family(cfg.model), workflow(cfg.model)
+    flow.check(cfg)
     if write:
-        check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, "cv")
-    train = load_train(cfg.data)
-    test = load_test(cfg.data.test)
-    folds = train_folds(train, cfg.cv)
-    groups = attached_groups(cfg)
-    frame = training_features(train, groups, cfg.features)
-    alone = attach_features_alone(train, groups, cfg.features.cache_dir)
-    test_frame = None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir)
+        check_run(cfg)
+    ranks = flow.ranks(cfg)
+    train = load_labelled(cfg.data, flow.battles_for)
+    test = load_unlabelled(cfg.data.test)
+    folds = folds_for(train, cfg.cv)
+    plan = flow.plan(cfg, chosen, train, test)
+    y, groups = train["label"].to_numpy(), train["group"].to_numpy()
+    store = FoldStore(cfg.run_dir / FOLDS_DIR, writer=ranks.is_main) if flow.keeps_folds and write else None
+    common = dict(store=store, **{k: v for k, v in plan.options.items() if k != "only_folds"})
     result = cross_fit(
-        lambda fold: LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed + fold),
-        frame,
-        train["label"].to_numpy(),
+        plan.make,
+        plan.frame,
+        y,
         folds,
-        train["group"].to_numpy(),
-        test_frame,
-        inspect=lambda fold, model: model.feature_importance(),
-        views={"alone": alone},
-        description="cv folds",
+        groups,
+        plan.test,
+        only_folds=plan.options.get("only_folds", ()),
+        views=plan.views,
+        inspect=plan.inspect,
+        description=f"{cfg.model} folds",
+        **common,
     )
-    importance = pd.concat(list(result.extras.values()), axis=1).mean(axis=1).sort_values(ascending=False)
-    if write:
-        with staged_unit(cfg.run_dir, "cv", {"rows": len(train)}) as staging:
-            save_config(cfg, staging / "config.toml")
-            write_cross_fit(staging, result)
-            importance.rename("gain").to_csv(staging / "importance.csv")
-    return CVRun(result, importance, cfg.run_dir, time.perf_counter() - start)
+    finished = sorted(int(f) for f in np.unique(folds[result.scored]))
+    if store is not None:
+        ranks.barrier()  # the main rank has committed every fold before any rank reads them back
+        if result.stopped:
+            log.warning("a fold stopped early (train.stop_after_steps); run the same command again to resume it")
+        flow.after_folds(cfg, store, ranks)
+        finished = [f for f in range(cfg.cv.folds) if store.done(f)]
+        if not finished:
+            raise InputError("no finished fold in this run directory (a stopped fold resumes when run again)", cfg.run_dir)
+        result = cross_fit(plan.make, plan.frame, y, folds, groups, plan.test, only_folds=finished, **common)
+    report = flow.report(cfg, result, train, folds, store, start)
+    seconds = time.perf_counter() - start
+    if write and ranks.is_main:
+        with run_unit(cfg, {"rows": len(train), "family": cfg.model, "folds": finished}) as staging:
+            write_cross_fit(staging, result, normalise=store is None)
+            for name, content in report.get("files", {}).items():
+                content(staging / name)
+    ranks.barrier()
+    return CVRun(result, report, cfg.run_dir, seconds)
 
 
-def fit(cfg: SpineConfig) -> Path:
+def run_fit(cfg: TrainingConfig) -> Path:
     """Trains on every training row and saves the model (with the config that built it) as one unit."""
+    chosen, flow = family(cfg.model), workflow(cfg.model)
+    flow.check(cfg)
     model_dir = cfg.run_dir / MODEL_DIR
-    check_outputs([cfg.features.cache_dir], cfg.inputs(), model_dir, MODEL_KIND)
-    train = load_train(cfg.data)
-    frame = training_features(train, cfg.features.groups, cfg.features) if cfg.features.table_dir else train
-    model = LGBMPreference(cfg.lgbm, cfg.features, seed=cfg.cv.seed).fit(
-        frame, train["label"].to_numpy(), train["group"].to_numpy()
-    )
-    with staged_unit(model_dir, MODEL_KIND, {"rows": len(train)}) as staging:
-        model.save(staging)
-        save_config(cfg, staging / "config.toml")
+    check_run(cfg, model_dir, RunKind.MODEL)
+    train = load_labelled(cfg.data, flow.battles_for)
+    estimator = flow.full_estimator(cfg, chosen, train)
+    estimator.fit(flow.fit_frame(cfg, train), train["label"].to_numpy(), train["group"].to_numpy())
+    with run_unit(cfg, {"rows": len(train), "family": cfg.model}, model_dir, RunKind.MODEL) as staging:
+        estimator.save(staging)
     return model_dir
 
 
@@ -164,13 +188,13 @@ def resolve_model_dir(path: str | Path) -> Path:
 def predict(model_dir: str | Path, test_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probabilities) for a test file from any saved model family (LightGBM rebuilds its own features)."""
     model = load_model(resolve_model_dir(model_dir))
-    test = load_test(test_path)
+    test = load_unlabelled(test_path)
     if test is None:
         raise InputError("predict needs a test file (--test)")
     return test["id"].to_numpy(), model.predict_proba(test)
 
 
-def predict_and_submit(cfg: SpineConfig, model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, Path]:
+def run_predict(cfg: TrainingConfig, model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, Path]:
     """(ids, probabilities, submission path): `model_dir`'s predictions of the test file, validated and written."""
     path = cfg.submission_path
     check_outputs([path], [cfg.data.test, model_dir])
@@ -187,11 +211,11 @@ class MainJob:
     submission: Path
 
 
-def run_main_job(cfg: SpineConfig) -> MainJob:
+def run_main_job(cfg: TrainingConfig) -> MainJob:
     """The main job: cv on the training file, fit on all of it, predict the test file."""
-    check_outputs([cfg.submission_path, *cfg.side_outputs()], cfg.inputs(), cfg.run_dir, "cv")
-    check_outputs([], cfg.inputs(), cfg.run_dir / MODEL_DIR, "model")
+    check_outputs([cfg.submission_path, *cfg.side_outputs()], cfg.inputs(), cfg.run_dir, RunKind.CV)
+    check_run(cfg, cfg.run_dir / MODEL_DIR, RunKind.MODEL)
     run = run_cv(cfg)
-    model_dir = fit(cfg)
-    ids, probs, path = predict_and_submit(cfg, model_dir)
+    model_dir = run_fit(cfg)
+    ids, probs, path = run_predict(cfg, model_dir)
     return MainJob(run, model_dir, ids, probs, path)

@@ -91,8 +91,8 @@ def tricky_csv(tmp_path):
 @pytest.fixture(scope="session")
 def teacher_run(tmp_path_factory):
     """A names-aware LightGBM cv run on a synthetic arena file, to serve as a distillation teacher's recipe."""
-    from stages import training as pipeline
     from competition.config import load_config
+    from stages import training as pipeline
 
     root = tmp_path_factory.mktemp("teacher")
     path = root / "train.csv"
@@ -104,7 +104,7 @@ def teacher_run(tmp_path_factory):
         "features": {"groups": ["lengths", "markdown", "model_names"], "cache_dir": ""},
         "lgbm": {"max_rounds": 30, "early_stopping_rounds": 5, "min_data_in_leaf": 5, "num_threads": 1},
     }
-    pipeline.run_cv(load_config(pipeline.SpineConfig, None, [overrides]))
+    pipeline.run_cv(load_config(pipeline.training_config("lgbm"), None, [overrides]))
     return str(root / "names")
 
 

@@ -71,6 +71,45 @@ def test_no_module_imports_a_higher_layer_or_the_cli():
     assert upward_imports() == []
 
 
+def test_benchmarks_use_the_stages_never_the_cli():
+    wrong = [f"{m} imports {t}" for m, path in project_modules().items() if m.startswith("bench.") for t in imports_of(path)]
+    assert [w for w in wrong if " imports cli" in w] == []
+
+
+def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (imports inside functions count too)."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for module, path in modules.items():
+        graph.add_node(module)
+        for target in imports_of(path):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                graph.add_edge(module, target)
+    return [sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1]
+
+
+def test_no_two_modules_import_each_other_even_inside_a_layer():
+    assert import_cycles(project_modules()) == []
+
+
+def test_the_cycle_check_catches_a_planted_circle():
+    modules = project_modules()
+    planted = ROOT / "analysis" / "_planted_cycle.py"
+    planted.write_text("import analysis.p2l\n", encoding="utf-8")
+    back = ROOT / "analysis" / "_planted_back.py"
+    back.write_text("import analysis._planted_cycle\n", encoding="utf-8")
+    try:
+        modules |= {"analysis._planted_cycle": planted, "analysis._planted_back": back}
+        planted.write_text("import analysis._planted_back\n", encoding="utf-8")
+        assert ["analysis._planted_back", "analysis._planted_cycle"] in import_cycles(modules)
+    finally:
+        planted.unlink()
+        back.unlink()
+
+
 def test_the_import_check_catches_an_upward_import(tmp_path, monkeypatch):
     planted = ROOT / "features" / "_planted_upward_import.py"
     planted.write_text("from models.lgbm import LGBMPreference\n", encoding="utf-8")
@@ -87,11 +126,13 @@ def test_contracts_import_nothing_else_of_the_project():
 
 
 def config_class(command: str):
+    from cli.training import PRESETS
+    from stages.training import training_config
+
+    if COMMANDS[command][0] in ("cli.training", "cli.ablate"):
+        return training_config(PRESETS.get(command, "lgbm"))
     paths = {
-        "cli.training": "stages.training:SpineConfig",
-        "cli.ablate": "stages.training:SpineConfig",
         "cli.blend": "ensemble.settings:BlendConfig",
-        "cli.transformer": "models.transformer.settings:TransformerRunConfig",
         "cli.infer": "inference.config:InferenceConfig",
         "cli.leaderboard": {
             "leaderboard": "analysis.leaderboard.settings:LeaderboardConfig",
@@ -101,7 +142,6 @@ def config_class(command: str):
         "cli.dissect": "analysis.dissection.settings:DissectConfig",
         "cli.arena": "analysis.arena.settings:ArenaConfig",
         "cli.features": "stages.features:FeaturesConfig",
-        "cli.p2l": "models.p2l.settings:P2LConfig",
     }[COMMANDS[command][0]]
     path = paths[command] if isinstance(paths, dict) else paths
     module, _, name = path.partition(":")
@@ -109,6 +149,8 @@ def config_class(command: str):
 
 
 def sample_value(flag):
+    if flag.field == "model":  # the model family: a registered name
+        return "transformer", ["transformer"]
     if flag.action == "store_true":
         return True, []
     if flag.choices:

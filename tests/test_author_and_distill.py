@@ -167,7 +167,7 @@ def test_alone_share_rebuilds_a_share_of_training_prompts_as_if_alone(pairs):
 def test_ablation_reports_author_and_distillation_in_both_scoring_modes(teacher_run, tmp_path):
     from competition.config import load_config
     from stages.ablate import run_ablation
-    from stages.training import SpineConfig
+    from stages.training import training_config
 
     path = tmp_path / "train.csv"
     make_arena_frame(n_prompts=18, rows_per_prompt=8, seed=4).to_csv(path, index=False)
@@ -177,7 +177,7 @@ def test_ablation_reports_author_and_distillation_in_both_scoring_modes(teacher_
         "features": {"groups": [*BASE, "consensus", "author"], "cache_dir": ""},
         "lgbm": {"max_rounds": 30, "early_stopping_rounds": 5, "min_data_in_leaf": 5, "num_threads": 1, "inner_folds": 3},
     }
-    cfg = load_config(SpineConfig, None, [overrides, {"lgbm": {"teacher": teacher_run}}])
+    cfg = load_config(training_config("lgbm"), None, [overrides, {"lgbm": {"teacher": teacher_run}}])
     table = run_ablation(cfg, ("author", "consensus", "distillation"))
     assert list(table["dropped"]) == ["(none)", "author", "consensus", "distillation"]
     for column in ("log_loss", "log_loss_alone", "delta_mean", "delta_std", "delta_mean_alone", "delta_std_alone"):

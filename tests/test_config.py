@@ -4,7 +4,9 @@ import pytest
 
 from competition.config import load_config, parse_override, save_config
 from competition.errors import InputError
-from stages.training import SpineConfig
+from stages.training import training_config
+
+SpineConfig = training_config("lgbm")
 
 
 def test_defaults_file_and_overrides(tmp_path):

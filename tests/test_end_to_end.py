@@ -8,20 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import training as pipeline
 from competition.config import load_config
 from competition.labels import CLASS_A, CLASS_B, CLASS_TIE, swap_labels, swap_probabilities
 from competition.metric import log_loss, prior_log_loss
 from data.loader import load_arena_csv
 from features.paired import swap_features
 from models.lgbm import _with_swaps
+from stages import training as pipeline
 
 QUICK = {"lgbm": {"num_threads": 1, "max_rounds": 400}, "features": {"cache_dir": ""}, "cv": {"folds": 3, "fold_dir": ""}}
 
 
 @pytest.fixture(scope="module")
 def sample_cv():
-    cfg = load_config(pipeline.SpineConfig, None, [QUICK, {"data": {"max_rows": 2400, "test": ""}}])
+    cfg = load_config(pipeline.training_config("lgbm"), None, [QUICK, {"data": {"max_rows": 2400, "test": ""}}])
     return cfg, pipeline.run_cv(cfg, write=False).result
 
 
@@ -41,7 +41,7 @@ def test_scored_rows_never_share_a_prompt_with_their_training_rows(sample_cv):
 def test_fitted_model_is_exactly_symmetric_on_a_swapped_file(sample_cv, tmp_path):
     cfg, _ = sample_cv
     cfg = replace(cfg, out=str(tmp_path / "run"))
-    model_dir = pipeline.fit(cfg)
+    model_dir = pipeline.run_fit(cfg)
     test = pd.read_csv("data/sample/test.csv", dtype=str).head(60)
     test.to_csv(tmp_path / "t.csv", index=False)
     test.rename(columns={"response_a": "response_b", "response_b": "response_a"}).to_csv(tmp_path / "swapped.csv", index=False)

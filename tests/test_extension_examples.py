@@ -80,20 +80,66 @@ def test_recipe_model_family(monkeypatch, tmp_path, arena_csv):
     np.testing.assert_array_equal(loaded.predict_proba(frame), fitted.predict_proba(frame))
 
 
+FAMILY_MODULE = """
+from dataclasses import dataclass, field
+
+from tests.test_extension_examples import LongerWins
+
+
+@dataclass(frozen=True)
+class LongerSettings:
+    strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class LongerWinsSettings:  # the family's config sections: here one, [longer]
+    longer: LongerSettings = field(default_factory=LongerSettings)
+
+
+class LongerWinsFamily(LongerWins):
+    @classmethod
+    def from_settings(cls, settings, seed):
+        return cls(settings.longer.strength)
+"""
+
+
+def test_recipe_model_family_runs_under_cv_fit_and_predict(monkeypatch, tmp_path, arena_csv):
+    """A family runnable from the CLI is three files: its module, one registry line, one config preset."""
+    (tmp_path / "longer_wins_family.py").write_text(FAMILY_MODULE, encoding="utf-8")  # 1: the module
+    monkeypatch.syspath_prepend(str(tmp_path))
+    line = models.ModelFamily(  # 2: the line in models/registry.py
+        "longer_wins", "longer_wins_family:LongerWinsFamily", "the longer answer wins", "longer_wins_family:LongerWinsSettings"
+    )
+    monkeypatch.setitem(models.FAMILIES, "longer_wins", line)
+    preset = tmp_path / "longer_wins.toml"  # 3: the preset
+    preset.write_text('model = "longer_wins"\nname = "longer"\n\n[longer]\nstrength = 2.0\n', encoding="utf-8")
+    train, out = arena_csv(n_prompts=10, rows_per_prompt=4), tmp_path / "runs" / "longer"
+    common = ["--config", str(preset), "--train", str(train), "--set", f"cv.fold_dir={str(tmp_path / 'folds')!r}"]
+    assert main(["cv", *common, "--test", "", "--folds", "3", "--out", str(out)]) == 0
+    oof = pd.read_parquet(out / "oof.parquet")
+    assert len(oof) == 40 and json.loads((out / "manifest.json").read_text())["facts"]["family"] == "longer_wins"
+    assert main(["fit", *common, "--out", str(out)]) == 0
+    assert json.loads((out / "model" / "estimator.json").read_text())["strength"] == 2.0  # the preset's section was read
+    submission = tmp_path / "sub.csv"
+    assert main(["predict", "--model", str(out), "--test", str(train), "--submission", str(submission)]) == 0
+    assert len(pd.read_csv(submission)) == 40
+
+
 def test_recipe_command(monkeypatch, tmp_path, capsys):
     """Recipe 3: a command is a module with FLAGS (each bound to a config field) and main(args)."""
     import sys
     import types
 
     from cli.flags import CONFIG, SET, TRAIN, config_from_args
-    from stages.training import SpineConfig, load_train
+    from data.labelled import load_labelled
+    from stages.training import training_config
 
     module = types.ModuleType("count_rows_command")
     module.FLAGS = {"count-rows": (CONFIG, TRAIN, SET)}
 
     def command_main(args) -> int:
-        cfg = config_from_args(SpineConfig, args, module.FLAGS["count-rows"])
-        print(f"{len(load_train(cfg.data))} rows")
+        cfg = config_from_args(training_config("lgbm"), args, module.FLAGS["count-rows"])
+        print(f"{len(load_labelled(cfg.data))} rows")
         return 0
 
     module.main = command_main

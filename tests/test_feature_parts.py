@@ -9,9 +9,9 @@ import pytest
 
 from cli import main
 from competition.predictions import load_predictions
+from data.labelled import load_unlabelled as load_test
 from features.parts import build_parts, prompt_blocks, read_parts
 from features.registry import DEFAULT_GROUPS, build_features, computed
-from stages.training import load_test
 from tests.conftest import make_arena_frame
 
 

@@ -45,7 +45,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer(model_dir):
-    from models.transformer.loading import load_tokenizer
+    from models.backbone import load_tokenizer
 
     return load_tokenizer(model_dir)
 

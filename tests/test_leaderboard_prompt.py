@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.prompt_leaderboard import run_prompt_leaderboard
 from analysis.leaderboard.settings import PromptLeaderboardConfig
 from competition.config import load_config
 from competition.errors import InputError
+from stages.prompt_leaderboard import run_prompt_leaderboard
 
 MODELS = {"verbose-pro": 60, "mid-size": 25, "tiny": 4}  # words per answer: longer answers win here
 
@@ -101,13 +101,13 @@ def test_evaluation_reports_log_loss_with_and_without_model_names(cfg):
 
 def test_out_of_fold_figures_come_from_the_fold_table_and_the_cross_fit_loop(cfg):
     """The names-only baseline through cross_fit equals a hand-written loop over the same fold table's folds."""
-    from analysis.leaderboard.prompt import load_pairs, names_only_out_of_fold, pair_folds
-    from competition.folds import fold_table
+    from analysis.leaderboard.prompt import load_pairs, names_only_out_of_fold
+    from competition.folds import fold_table, folds_for
     from data.battles import encode_models
     from models.bradley_terry import BradleyTerry, aggregate
 
     frame = load_pairs(cfg)
-    folds = pair_folds(frame, cfg)
+    folds = folds_for(frame, cfg.cv)
     table = fold_table(frame["id"], frame["group"], frame["label"].to_numpy(), 3, cfg.cv.seed, None)
     assert np.array_equal(folds, table["fold"].to_numpy())
     assert all(frame.loc[folds == k, "group"].isin(frame.loc[folds != k, "group"]).sum() == 0 for k in range(3))

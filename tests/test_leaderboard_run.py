@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.leaderboard import run
 from analysis.leaderboard.settings import LeaderboardConfig
 from cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
 from data.battles import outcomes_from_frame, read_battles, split_battles
+from stages.leaderboard import run
 
 
 def battles_csv(path, n=3000, seed=0):

@@ -14,7 +14,7 @@ from cli import command_parser, main
 from cli.flags import config_from_args
 from competition.crossfit import cross_fit, write_cross_fit
 from competition.rundir import file_digest, staged_unit
-from models.p2l.settings import P2LConfig
+from stages.training import training_config
 from tests.test_p2l import prompt_of, simulated_battles, write_battles_csv, write_grades_csv
 
 FAST = ["--set", "head.l2_embedding=[0.5]", "--set", "head.l2_features=[0.05]", "--set", "tune.num_threads=1"]
@@ -48,7 +48,8 @@ def root(tmp_path_factory):
 
 def test_train_p2l_writes_a_run_the_blender_can_read(root):
     run = root / "runs" / "p2l"
-    assert json.loads((run / "manifest.json").read_text())["kind"] == "p2l"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["kind"] == "cv" and manifest["facts"]["family"] == "p2l"
     oof = pd.read_parquet(run / "oof.parquet")
     assert {"id", "fold", "label", "group"} <= set(oof.columns) and len(oof) == len(pd.read_csv(root / "battles.csv"))
     table = pd.read_parquet(run / "coefficients.parquet")
@@ -73,10 +74,11 @@ def test_a_rerun_skips_the_finished_folds(root):
 
 
 def test_the_run_joins_a_blend(root):
+    from competition.settings import DataConfig
+    from data.labelled import load_labelled
     from models.names_bradley_terry import NamesBradleyTerry
-    from stages.train_p2l import load_battles
 
-    frame = load_battles(str(root / "battles.csv"), None)
+    frame = load_labelled(DataConfig(train=str(root / "battles.csv")), "battles")
     folds = pd.read_parquet(root / "runs" / "p2l" / "oof.parquet").set_index("id").loc[frame["id"], "fold"].to_numpy()
     result = cross_fit(lambda fold: NamesBradleyTerry(), frame, frame["label"].to_numpy(), folds, frame["group"].to_numpy())
     with staged_unit(root / "runs" / "names", "cv") as staging:
@@ -135,7 +137,7 @@ def test_every_train_p2l_flag_sets_its_config_field():
     flags = module.FLAGS["train-p2l"]
     for flag in (f for f in flags if f.field is not None):
         value, argv = (16, ["16"]) if flag.type is int else ("some/where.csv", ["some/where.csv"])
-        cfg = config_from_args(P2LConfig, parser.parse_args([flag.name, *argv]), flags)
+        cfg = config_from_args(training_config("p2l"), parser.parse_args([flag.name, *argv]), flags)
         for part in flag.field.split("."):
             cfg = getattr(cfg, part)
         assert cfg == value, flag.name

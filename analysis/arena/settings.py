@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from competition.config import finite, require
+from competition.rundir import RunKind
 from competition.settings import DataConfig, RunLocation
 
 
@@ -45,7 +47,12 @@ class ArenaRankConfig:
 
 @dataclass(frozen=True)
 class ArenaConfig(RunLocation):
+    KIND: ClassVar[RunKind] = RunKind.ARENA
     name: str = "arena"
     data: DataConfig = field(default_factory=DataConfig)
     judge: ArenaJudgeConfig = field(default_factory=ArenaJudgeConfig)
     arena: ArenaRankConfig = field(default_factory=ArenaRankConfig)
+
+    def inputs(self) -> list[str | None]:
+        judge = self.judge
+        return [self.data.train, judge.run, judge.model, judge.verdicts, judge.grades, judge.llm]

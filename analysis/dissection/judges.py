@@ -12,7 +12,7 @@ import pandas as pd
 
 from competition.errors import InputError
 from competition.labels import CLASS_A, CLASS_B, CLASS_TIE, LABEL_COLUMNS
-from competition.predictions import load_predictions
+from competition.runs import run_predictions
 
 TIES = ("drop", "half")
 
@@ -27,10 +27,7 @@ def label_targets(labels: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray
 
 def run_targets(run_dir: str | Path, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(p(a) / (p(a) + p(b)), covered) for `ids` from a run's oof.parquet; rows the run did not score get weight 0."""
-    path = Path(run_dir) / "oof.parquet"
-    if not path.is_file():
-        raise InputError("no oof.parquet: not a cv or train-transformer run directory", run_dir)
-    frame = load_predictions(path).set_index("id")
+    frame = run_predictions(run_dir).set_index("id")
     known = ids.astype(str).isin(frame.index).to_numpy()
     if not known.any():
         raise InputError("its out-of-fold rows share no id with the training file", run_dir)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from analysis.dissection.judges import TIES
 from analysis.dissection.scenarios import SCENARIOS
 from competition.config import finite, require
+from competition.rundir import RunKind
 from competition.settings import DataConfig, RunLocation
 
 
@@ -31,6 +33,10 @@ class DissectionSettings:
 
 @dataclass(frozen=True)
 class DissectConfig(RunLocation):
+    KIND: ClassVar[RunKind] = RunKind.DISSECTION
     name: str = "dissection"
     data: DataConfig = field(default_factory=DataConfig)
     dissect: DissectionSettings = field(default_factory=DissectionSettings)
+
+    def inputs(self) -> list[str | None]:
+        return [self.data.train, self.dissect.property_table, self.dissect.model, *self.dissect.judges]

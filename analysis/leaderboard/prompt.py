@@ -22,10 +22,11 @@ from scipy.stats import spearmanr
 from analysis.leaderboard.settings import PromptLeaderboardConfig
 from competition.crossfit import cross_fit
 from competition.errors import InputError
-from competition.folds import fold_table, normalise_prompt, prompt_groups
+from competition.folds import folds_for, normalise_prompt
 from competition.metric import score_report
+from data.labelled import load_labelled
 from data.loader import load_arena_csv
-from data.tables import check_model_names, read_grades
+from data.tables import read_grades
 from features.registry import FeatureConfig, attach_features
 from models.bradley_terry import BradleyTerry
 from models.lgbm import LGBMPreference
@@ -54,19 +55,7 @@ def predictor(cfg: PromptLeaderboardConfig, seed: int, with_names: bool = True) 
 
 
 def load_pairs(cfg: PromptLeaderboardConfig) -> pd.DataFrame:
-    frame = load_arena_csv(cfg.data.train, require_labels=True, max_rows=cfg.data.max_rows)
-    if "model_a" not in frame.columns or "model_b" not in frame.columns:
-        column = "model_a" if "model_a" not in frame.columns else "model_b"
-        raise InputError("a model-aware predictor needs model_a/model_b columns", cfg.data.train, column=column)
-    check_model_names(frame, cfg.data.train)
-    frame["group"] = prompt_groups(frame).to_numpy()
-    return frame
-
-
-def pair_folds(frame: pd.DataFrame, cfg: PromptLeaderboardConfig) -> np.ndarray:
-    """The fold of every pair, from the fold table (grouped by prompt, label-stratified, written once)."""
-    table = fold_table(frame["id"], frame["group"], frame["label"].to_numpy(), cfg.cv.folds, cfg.cv.seed, cfg.cv.fold_dir)
-    return table["fold"].to_numpy()
+    return load_labelled(cfg.data, "a model-aware predictor")
 
 
 def out_of_fold(attached: pd.DataFrame, folds: np.ndarray, cfg: PromptLeaderboardConfig, with_names: bool) -> np.ndarray:
@@ -122,7 +111,7 @@ def evaluate_predictor(frame: pd.DataFrame, cfg: PromptLeaderboardConfig, names_
     y = frame["label"].to_numpy()
     if grades is None and cfg.data.grades:
         grades = read_grades(cfg.data.grades)
-    folds = pair_folds(frame, cfg)
+    folds = folds_for(frame, cfg.cv)
     runs = {"names_only_bradley_terry": lambda: names_only_out_of_fold(frame, folds)}
     if not names_only:
         attached = attach_features(frame, feature_groups(cfg), cfg.features.cache_dir)

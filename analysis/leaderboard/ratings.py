@@ -1,4 +1,4 @@
-"""The `leaderboard` stage: fit Bradley-Terry to battles, add intervals, evaluate on held-out battles, write outputs."""
+"""Leaderboards from battles: Bradley-Terry fitted to battles (style covariates optional), intervals, the held-out check."""
 
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
 """Configs of `leaderboard` and `prompt-leaderboard`; files under configs/leaderboard/ list only what they change.
 
-Each run goes to `--out`, else runs_dir/<stage>/<name> (runs/leaderboard/<name>, runs/prompt_leaderboard/<name>).
+Each run goes to `--out`, else runs_dir/<name> (default names leaderboard/sample, prompt_leaderboard/sample).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import ClassVar
 
 from competition.config import finite, require
-from competition.settings import CVConfig, RunLocation, run_directory
+from competition.rundir import RunKind
+from competition.settings import CVConfig, DataConfig, RunLocation
 from data.battles import BOTH_BAD_POLICIES, SPLITS
 from data.tables import check_names
 from features.registry import FeatureConfig
@@ -84,31 +85,28 @@ class HoldoutConfig:
 
 @dataclass(frozen=True)
 class LeaderboardConfig(RunLocation):
-    name: str = "sample"
+    KIND: ClassVar[RunKind] = RunKind.LEADERBOARD
+    name: str = "leaderboard/sample"
     seed: int = 42
     data: BattleData = field(default_factory=BattleData)
     fit: FitConfig = field(default_factory=FitConfig)
     intervals: IntervalConfig = field(default_factory=IntervalConfig)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
 
-    @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, str(Path(self.runs_dir) / "leaderboard"), self.name)
-
     def inputs(self) -> list[str | None]:
         return [self.data.battles]
 
 
 @dataclass(frozen=True)
-class PairData:
-    train: str = "data/sample/train.csv.xz"  # pairs with texts, model names and labels
+class PairData(DataConfig):
+    """Pairs with texts, model names and labels (`train`, `extra`); `test`: a CSV whose row `row` holds the prompt."""
+
     grades: str | None = None  # optional question_id, model, grade: the per-prompt truth to compare with
-    test: str = ""  # a CSV whose row `row` holds the prompt to rank models for
-    max_rows: int | None = None
+    test: str = ""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(bool(self.train), "train", "must name a pairs file")
-        require(self.max_rows is None or self.max_rows >= 1, "max_rows", "must be at least 1 (or unset for every row)")
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,8 @@ class P2LUse:
 
 @dataclass(frozen=True)
 class PromptLeaderboardConfig(RunLocation):
-    name: str = "sample"
+    KIND: ClassVar[RunKind] = RunKind.PROMPT_LEADERBOARD
+    name: str = "prompt_leaderboard/sample"
     # The prompt: one of its question_id (or the prompt hash), its text, or a row (from 1) of data.test.
     prompt_id: str = ""
     prompt: str = ""
@@ -146,12 +145,8 @@ class PromptLeaderboardConfig(RunLocation):
         require(len(self.models) != 1, "models", "must name at least two models to rank (or none for all)")
         check_names(self.models, "models")
 
-    @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, str(Path(self.runs_dir) / "prompt_leaderboard"), self.name)
-
     def inputs(self) -> list[str | None]:
-        return [self.data.train, self.data.grades, self.data.test]
+        return [self.data.train, self.data.grades, self.data.test, self.p2l.run, self.p2l.prompts]
 
     def side_outputs(self) -> list[str | None]:
         return [self.cv.fold_dir, self.features.cache_dir]

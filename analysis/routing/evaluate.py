@@ -1,4 +1,4 @@
-"""The `route` stage: out-of-fold quality predictions on graded prompts, routing against baselines, a quality-vs-cost curve.
+"""Routing evaluated out of fold: quality predictions on graded prompts, routing against baselines, a quality-vs-cost curve.
 
 Folds are over prompts (each prompt is its own group), taken from the fold table, so every prediction
 comes from a model that never saw that prompt. Baselines: every single model, the best single model
@@ -12,7 +12,6 @@ loop is `out_of_fold_quality`, over the same kind of fold table every stage read
 from __future__ import annotations
 
 import logging
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pandas as pd
 from analysis.routing.quality import PromptQuality, prompt_features
 from analysis.routing.router import mean_cost, route_budget, route_lambda
 from analysis.routing.settings import RoutingConfig
+from competition.config import read_toml
 from competition.errors import InputError
 from competition.folds import fold_table, prompt_groups
 from data.loader import load_arena_csv
@@ -116,16 +116,7 @@ def load_costs(cfg: RoutingConfig) -> dict[str, float]:
     costs: dict[str, float] = {}
     if cfg.router.costs_file:
         path = Path(cfg.router.costs_file)
-        if not path.is_file():
-            raise InputError("cost table not found" if not path.exists() else "cost table is not a file", path)
-        try:
-            table = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise InputError(f"not valid TOML ({err})", path) from None
-        except UnicodeDecodeError:
-            raise InputError("not a UTF-8 text file (a TOML table: model = cost)", path) from None
-        except OSError as err:
-            raise InputError(f"cannot read the cost table ({err.strerror or type(err).__name__})", path) from None
+        table = read_toml(path, "cost table")
         bad = [k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < np.inf]
         if bad:
             raise InputError(f"cost of {bad[0]!r} must be a non-negative finite number", path)

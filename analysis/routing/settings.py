@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import ClassVar
 
 from competition.config import finite, require
-from competition.settings import CVConfig, RunLocation, run_directory
+from competition.rundir import RunKind
+from competition.settings import CVConfig, RunLocation
 from data.tables import check_names
 
 
@@ -60,16 +61,13 @@ class RouterConfig:
 
 @dataclass(frozen=True)
 class RoutingConfig(RunLocation):
-    name: str = "sample"
+    KIND: ClassVar[RunKind] = RunKind.ROUTING
+    name: str = "routing/sample"
     cv: CVConfig = field(default_factory=CVConfig)
     data: RoutingData = field(default_factory=RoutingData)
     quality: QualityConfig = field(default_factory=QualityConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     p2l: str = ""  # a train-p2l run: P2L's router (held-out win rates under the same budget) beside the ridge router
-
-    @property
-    def run_dir(self) -> Path:
-        return run_directory(self.out, str(Path(self.runs_dir) / "routing"), self.name)
 
     def inputs(self) -> list[str | None]:
         return [self.data.grades, self.data.prompts, self.data.test, self.router.costs_file, self.p2l]

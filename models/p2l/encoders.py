@@ -30,7 +30,7 @@ def load_backbone(encoder: EncoderConfig, device):
     """(tokenizer, AutoModel) from the local directory, on `device`, without its KV cache."""
     from transformers import AutoModel
 
-    from models.transformer.loading import check_model_dir, compute_dtype_name, load_tokenizer, quantization_config, resolve_dtype
+    from models.backbone import check_model_dir, compute_dtype_name, load_tokenizer, quantization_config, resolve_dtype
 
     path = check_model_dir(encoder.resolved_path())
     tokenizer = load_tokenizer(path)

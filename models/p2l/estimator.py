@@ -58,9 +58,13 @@ class P2LPreference:
         self.tune = tune or TuneConfig()
         self.seed = seed
 
+    @classmethod
+    def from_settings(cls, settings, seed: int) -> P2LPreference:
+        return cls(settings.encoder, settings.head, settings.tune, seed=seed)
+
     def _columns(self, prompts: list[list[str | None]]) -> np.ndarray:
         """The embedding block, then (optionally) the registry block; `block_sizes_` records their widths."""
-        from models.transformer.training import pick_device
+        from models.backbone import pick_device
 
         texts = [prompt_text(t) for t in prompts]
         parts = [frozen_embeddings(self.encoder, texts, pick_device(self.tune.device), self.tune.num_threads)]
@@ -103,9 +107,9 @@ class P2LPreference:
     def _fit_network(self, prompts, battles: Battles) -> None:
         import torch
 
+        from models.backbone import pick_device
         from models.p2l.encoders import tokenize
         from models.p2l.network import build_network, train_network
-        from models.transformer.training import pick_device
 
         self.device_ = pick_device(self.tune.device)
         if self.device_.type == "cpu":
@@ -172,12 +176,9 @@ class P2LPreference:
                 with tmp.open("wb") as handle:
                     np.savez(handle, **arrays)
         else:
-            from safetensors.torch import save_file
+            from models.backbone import save_trainable
 
-            from models.transformer.training import trainable_state
-
-            with atomic_path(directory / WEIGHTS_FILE) as tmp:
-                save_file(trainable_state(self.network_), str(tmp))
+            save_trainable(self.network_, directory / WEIGHTS_FILE)
         write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
         return directory
 
@@ -206,14 +207,13 @@ class P2LPreference:
 
     def _load_network(self, directory: Path) -> None:
         import torch
-        from safetensors.torch import load_file
 
+        from models.backbone import load_trainable, pick_device
         from models.p2l.network import build_network
-        from models.transformer.training import load_trainable_state, pick_device
 
         self.device_ = pick_device(self.tune.device)
         if self.device_.type == "cpu":
             torch.set_num_threads(self.tune.num_threads)
         self.tokenizer_, self.network_ = build_network(self.encoder, len(self.models_), self.device_, self.seed)
-        load_trainable_state(self.network_, load_file(str(directory / WEIGHTS_FILE)), directory)
+        load_trainable(self.network_, directory / WEIGHTS_FILE)
         self.network_.eval()

