@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--mcmc-steps", type=int, default=3000)
     args = parser.parse_args()
 
-    from cli.dissect import property_differences, run_dissection
+    from stages.dissect import property_differences, run_dissection
 
     with tempfile.TemporaryDirectory() as tmp:
         overrides = {"data": {"train": args.train}, "out": str(Path(tmp) / "d"), "dissect": {"judges": args.judges}}

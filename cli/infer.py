@@ -39,11 +39,11 @@ def main(args: argparse.Namespace) -> int:
     from cli.report import print_mapping
     from inference.config import InferenceConfig
     from inference.workers import WorkerFailed
-    from stages.infer import run
+    from stages.infer import run_infer
 
     cfg = config_from_args(InferenceConfig, args, FLAGS["infer"])
     try:
-        stats = run(cfg, fresh=bool(args.fresh))
+        stats = run_infer(cfg, fresh=bool(args.fresh))
     except WorkerFailed as err:  # a crashed or killed worker: what happened and how to resume, one line
         print(f"infer: {err}", file=sys.stderr)
         return 1

@@ -47,11 +47,11 @@ FLAGS = {
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
-    from analysis.leaderboard.ratings import run
     from analysis.leaderboard.settings import LeaderboardConfig
+    from stages.leaderboard import run_leaderboard
 
     cfg = config_from_args(LeaderboardConfig, args, FLAGS["leaderboard"])
-    result = run(cfg)
+    result = run_leaderboard(cfg)
     first = cfg.intervals.active[0] if cfg.intervals.active else None
     columns = (
         ["rank_ub", "model", "rating", f"{first}_lower", f"{first}_upper", "battles"] if first else ["model", "rating", "battles"]
@@ -65,8 +65,8 @@ def run_leaderboard(args: argparse.Namespace) -> int:
 
 
 def run_prompt(args: argparse.Namespace) -> int:
-    from analysis.leaderboard.prompt import run_prompt_leaderboard
     from analysis.leaderboard.settings import PromptLeaderboardConfig
+    from stages.prompt_leaderboard import run_prompt_leaderboard
 
     cfg = config_from_args(PromptLeaderboardConfig, args, FLAGS["prompt-leaderboard"])
     if cfg.p2l.prompts and not cfg.p2l.run:

@@ -20,11 +20,11 @@ FLAGS = {"route": (CONFIG, PROMPTS, GRADES, TEST, OUT, NAME, BUDGET, LAM, MODELS
 
 
 def main(args: argparse.Namespace) -> int:
-    from analysis.routing.evaluate import run
     from analysis.routing.settings import RoutingConfig
+    from stages.route import run_route
 
     cfg = config_from_args(RoutingConfig, args, FLAGS["route"])
-    result = run(cfg)
+    result = run_route(cfg)
     s = result["summary"]
     rows = [
         ("cheapest: " + s["cheapest_model"], s["cheapest"]),

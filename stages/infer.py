@@ -30,7 +30,7 @@ def check_max_length(model: ModelConfig) -> None:
         log.warning("%s was trained at max_length %d; scoring at %d", model.path, trained, model.max_length)
 
 
-def run(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool = False) -> dict:
+def run_infer(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh: bool = False) -> dict:
     """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics.
 
     Its other files carry an `infer` prefix, so the run directory may be a training run's (one holding

@@ -21,7 +21,7 @@ from competition.errors import InputError
 from competition.rundir import check_run, run_unit
 
 
-def run(cfg: LeaderboardConfig, write: bool = True) -> LeaderboardResult:
+def run_leaderboard(cfg: LeaderboardConfig, write: bool = True) -> LeaderboardResult:
     """Ratings, intervals and the held-out check; with `write`, the run directory as one unit."""
     check_style_features(cfg)
     if write:

@@ -38,7 +38,7 @@ def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> n
     return np.array(data.models)[route_budget(quality, costs, budget)]
 
 
-def run(cfg: RoutingConfig, write: bool = True) -> dict:
+def run_route(cfg: RoutingConfig, write: bool = True) -> dict:
     """Out-of-fold routing figures (and routed test prompts); with `write`, the run directory as one unit."""
     if write:
         check_run(cfg)

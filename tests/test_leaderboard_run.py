@@ -13,7 +13,7 @@ from cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
 from data.battles import outcomes_from_frame, read_battles, split_battles
-from stages.leaderboard import run
+from stages.leaderboard import run_leaderboard as run
 
 
 def battles_csv(path, n=3000, seed=0):

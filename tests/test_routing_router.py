@@ -180,7 +180,7 @@ def pairs_from_grades(tmp_path):
 def test_without_grades_the_quality_is_each_models_win_share_on_the_prompt(tmp_path):
     from analysis.routing.evaluate import load_graded
     from analysis.routing.settings import RoutingConfig
-    from stages.route import run
+    from stages.route import run_route as run
 
     write_graded(tmp_path)
     sets = [
