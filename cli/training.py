@@ -1,7 +1,7 @@
 """cv, fit, predict, run, and the family presets train-transformer and train-p2l: flags and printing over
 stages/training.py.
 
-Which flags a training command honours depends on the model family it runs (`--model`, or `model = ...` in the
+Which flags a training command honours depends on the model family it runs (`--model`, or `family = ...` in the
 config): the family's own flags (LightGBM's --teacher sets lgbm.teacher, the transformer's sets train.teacher) are
 offered only with that family. `--help` lists the flags of the family the command line names (LightGBM by default).
 """
@@ -36,7 +36,7 @@ from cli.report import console, print_mapping, print_table
 from competition.errors import InputError
 from stages import training
 
-FAMILY = Flag("--model", "model", "the model family to train (lgbm, transformer, p2l, ...: models/registry.py)")
+FAMILY = Flag("--model", "family", "the model family to train (lgbm, transformer, p2l, ...: models/registry.py)")
 MODEL_DIR = Flag("--model", None, "run directory (or its model/ folder) written by `fit`", required=True)
 SUBMISSION = Flag("--submission", "submission", "submission CSV to write (default: submissions_dir/<name>.csv)")
 FEATURES_TABLE = Flag("--features-table", "features.table_dir", "training features from a `features` run (parquet parts)")
@@ -73,7 +73,7 @@ FLAGS = {
 
 
 def chosen_family(command: str, argv: list[str]) -> str:
-    """The family a command line names: a preset's own, else `--model`, `--set model=...` or the config file's."""
+    """The family a command line names: a preset's own, else `--model`, `--set family=...` or the config file's."""
     args = peek_args(argv, (CONFIG, FAMILY, SET) if command not in PRESETS else (CONFIG, SET))
     default = PRESETS.get(command, training.DEFAULT_FAMILY)
     family = training.family_of(args.config, overrides(args, (FAMILY,) if command not in PRESETS else ()), default)
@@ -107,9 +107,9 @@ def report_cv(run: training.CVRun, cfg: training.TrainingConfig) -> None:
     figures = run.report.get("summary")
     if figures and "names_only_bradley_terry" in figures:
         rows = {
-            f"{name}: log loss": figures[name]["log_loss"] for name in (cfg.model, "names_only_bradley_terry") if name in figures
+            f"{name}: log loss": figures[name]["log_loss"] for name in (cfg.family, "names_only_bradley_terry") if name in figures
         }
-        for name in (cfg.model, "names_only_bradley_terry"):
+        for name in (cfg.family, "names_only_bradley_terry"):
             agreement = figures.get(name, {}).get("per_prompt_leaderboard")
             if agreement:
                 rows[f"{name}: per-prompt leaderboard, mean Spearman vs grades"] = agreement["mean_spearman_vs_grades"]
@@ -142,7 +142,7 @@ def run_cv_ranked(cfg) -> training.CVRun | None:
     """cv, under torchrun too: every rank runs it, the main rank alone reports (the others return None)."""
     from stages.families import workflow
 
-    flow = workflow(cfg.model)
+    flow = workflow(cfg.family)
     try:
         run = training.run_cv(cfg)
         return run if flow.main_rank() else None

@@ -28,7 +28,7 @@ from competition.runs import run_config
 def teacher_recipe(run_dir: str | Path, lgbm_config: type, feature_config: type) -> tuple[object, object]:
     """(LGBMConfig, FeatureConfig) of a LightGBM cv run, read from its config.toml (the manifest is checked)."""
     data = run_config(run_dir, (RunKind.CV,))
-    if data.get("model", "lgbm") != "lgbm" or "lgbm" not in data or "features" not in data:
+    if data.get("family", "lgbm") != "lgbm" or "lgbm" not in data or "features" not in data:
         raise InputError("the teacher must be a LightGBM cv run (its config has no [lgbm]/[features])", run_dir)
     lgbm = dict(data["lgbm"]) | {"teacher": ""}  # a teacher is refitted as a plain model, never distilled itself
     return load_config(lgbm_config, None, [lgbm]), load_config(feature_config, None, [dict(data["features"])])

@@ -56,7 +56,7 @@ class Workflow:
         """Settings checked before any data is read or model loaded."""
         for name in ("unlabeled", "grades"):
             if getattr(cfg.data, name) and name not in self.data_fields:
-                raise InputError(f"data.{name} is not read by the {cfg.model!r} family: unset it")
+                raise InputError(f"data.{name} is not read by the {cfg.family!r} family: unset it")
 
     def ranks(self, cfg):
         return SingleProcess()

@@ -1,6 +1,6 @@
 """The training stages `cv`, `fit`, `predict` and the main job `run`, for any registered model family.
 
-`cv --model <family>` cross-fits the family named in models/registry.py; its config is this module's
+`cv --model <family>` (`family = ...` in a config) cross-fits the family named in models/registry.py; its config is this module's
 `TrainingConfig` plus the family's own sections (`[lgbm]` + `[features]`, `[model]` + `[train]`, `[encoder]` +
 `[head]` + `[tune]`, ...), made by `training_config(family)`. What a family needs beyond its estimator (features
 built once, folds kept on disk, extra files) is its workflow in stages/families.py. The CLI and the tests call these
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 from functools import cache
 from pathlib import Path
 from typing import ClassVar
@@ -50,14 +50,14 @@ class TrainingConfig(RunLocation):
 
     KIND: ClassVar[RunKind] = RunKind.CV
     name: str = "lgbm_base"
-    model: str = DEFAULT_FAMILY  # the model family (models/registry.py)
+    family: str = DEFAULT_FAMILY  # the model family (models/registry.py); `--model` on the command line
     submissions_dir: str = "submissions"
     submission: str = ""  # predict/run: the submission CSV; empty: submissions_dir/<name>.csv
     data: TrainingData = field(default_factory=TrainingData)
     cv: CVConfig = field(default_factory=CVConfig)
 
     def __post_init__(self) -> None:
-        require(self.model in FAMILIES, "model", f"must be a registered family ({', '.join(FAMILIES)})")
+        require(self.family in FAMILIES, "family", f"must be a registered model family ({', '.join(FAMILIES)})")
 
     @property
     def submission_path(self) -> Path:
@@ -86,13 +86,16 @@ DEFAULT_NAMES = {"lgbm": "lgbm_base", "transformer": "transformer/minilm", "p2l"
 def training_config(name: str) -> type[TrainingConfig]:
     """The config class of the training stages for one family: TrainingConfig plus the family's sections."""
     settings = family(name).settings_class()
-    own = [("model", str, field(default=name)), ("name", str, field(default=DEFAULT_NAMES.get(name, name)))]
+    clash = {f.name for f in fields(settings)} & {f.name for f in fields(TrainingConfig)}
+    if clash:
+        raise ValueError(f"family {name!r} names a config section the training stages own: {sorted(clash)[0]!r}")
+    own = [("family", str, field(default=name)), ("name", str, field(default=DEFAULT_NAMES.get(name, name)))]
     return make_dataclass(f"TrainingConfig_{name}", own, bases=(settings, TrainingConfig), frozen=True)
 
 
 def family_of(path: str | Path | None, overrides: list, default: str = DEFAULT_FAMILY) -> str:
-    """The family a config file and its overrides name (`model = ...`), before the config itself can be read."""
-    name = peek_setting("model", path, overrides, default)
+    """The family a config file and its overrides name (`family = ...`), before the config itself can be read."""
+    name = peek_setting("family", path, overrides, default)
     if name not in FAMILIES:
         raise InputError(f"model {name!r} is not a registered family (known: {', '.join(FAMILIES)})", path)
     return str(name)
@@ -115,7 +118,7 @@ def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
     predictions. A family whose folds are kept on disk resumes fold by fold, and its run's files are always combined
     from the fold units on disk (so a resumed run writes the same bytes as an uninterrupted one)."""
     start = time.perf_counter()
-    chosen, flow = family(cfg.model), workflow(cfg.model)
+    chosen, flow = family(cfg.family), workflow(cfg.family)
     flow.check(cfg)
     if write:
         check_run(cfg)
@@ -137,7 +140,7 @@ def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
         only_folds=plan.options.get("only_folds", ()),
         views=plan.views,
         inspect=plan.inspect,
-        description=f"{cfg.model} folds",
+        description=f"{cfg.family} folds",
         **common,
     )
     finished = sorted(int(f) for f in np.unique(folds[result.scored]))
@@ -153,7 +156,7 @@ def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
     report = flow.report(cfg, result, train, folds, store, start)
     seconds = time.perf_counter() - start
     if write and ranks.is_main:
-        with run_unit(cfg, {"rows": len(train), "family": cfg.model, "folds": finished}) as staging:
+        with run_unit(cfg, {"rows": len(train), "family": cfg.family, "folds": finished}) as staging:
             write_cross_fit(staging, result, normalise=store is None)
             for name, content in report.get("files", {}).items():
                 content(staging / name)
@@ -163,14 +166,14 @@ def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
 
 def run_fit(cfg: TrainingConfig) -> Path:
     """Trains on every training row and saves the model (with the config that built it) as one unit."""
-    chosen, flow = family(cfg.model), workflow(cfg.model)
+    chosen, flow = family(cfg.family), workflow(cfg.family)
     flow.check(cfg)
     model_dir = cfg.run_dir / MODEL_DIR
     check_run(cfg, model_dir, RunKind.MODEL)
     train = load_labelled(cfg.data, flow.battles_for)
     estimator = flow.full_estimator(cfg, chosen, train)
     estimator.fit(flow.fit_frame(cfg, train), train["label"].to_numpy(), train["group"].to_numpy())
-    with run_unit(cfg, {"rows": len(train), "family": cfg.model}, model_dir, RunKind.MODEL) as staging:
+    with run_unit(cfg, {"rows": len(train), "family": cfg.family}, model_dir, RunKind.MODEL) as staging:
         estimator.save(staging)
     return model_dir
 

@@ -149,7 +149,7 @@ def config_class(command: str):
 
 
 def sample_value(flag):
-    if flag.field == "model":  # the model family: a registered name
+    if flag.field == "family":  # the model family: a registered name
         return "transformer", ["transformer"]
     if flag.action == "store_true":
         return True, []

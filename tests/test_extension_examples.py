@@ -112,7 +112,7 @@ def test_recipe_model_family_runs_under_cv_fit_and_predict(monkeypatch, tmp_path
     )
     monkeypatch.setitem(models.FAMILIES, "longer_wins", line)
     preset = tmp_path / "longer_wins.toml"  # 3: the preset
-    preset.write_text('model = "longer_wins"\nname = "longer"\n\n[longer]\nstrength = 2.0\n', encoding="utf-8")
+    preset.write_text('family = "longer_wins"\nname = "longer"\n\n[longer]\nstrength = 2.0\n', encoding="utf-8")
     train, out = arena_csv(n_prompts=10, rows_per_prompt=4), tmp_path / "runs" / "longer"
     common = ["--config", str(preset), "--train", str(train), "--set", f"cv.fold_dir={str(tmp_path / 'folds')!r}"]
     assert main(["cv", *common, "--test", "", "--folds", "3", "--out", str(out)]) == 0

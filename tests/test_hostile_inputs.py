@@ -156,14 +156,14 @@ def ws(base, tmp_path, monkeypatch, capsys, caplog):
 @pytest.fixture
 def tripwire(monkeypatch):
     """Any CSV read fails the case: settings must be refused before data is loaded (and so before training)."""
+    import data.labelled
     import data.loader
-    import stages.training as pipeline
 
     def boom(*args, **kwargs):
         raise AssertionError("tripwire: a data file was read before the settings were checked")
 
     monkeypatch.setattr(data.loader, "load_arena_csv", boom)
-    monkeypatch.setattr(pipeline, "load_arena_csv", boom)
+    monkeypatch.setattr(data.labelled, "load_arena_csv", boom)
 
 
 @pytest.fixture
