@@ -108,7 +108,7 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         raise InputError("unreadable manifest", path) from None
     if kind is not None and manifest.get("kind") != kind:
-        raise InputError(f"this is a {manifest.get('kind')!r} run, not a {kind!r} run", directory)
+        raise InputError(f"this is a {manifest.get('kind')!r} run, not a {str(kind)!r} run", directory)
     for name, digest in files.items():
         file = directory / name
         if ".." in Path(name).parts or not file.is_file():
@@ -158,7 +158,7 @@ def check_run_target(target: str | Path, kind: str) -> None:
         found = run_kind(target)
         if found != kind:
             raise InputError(
-                f"output folder holds a {found!r} run; a {kind!r} run would replace it (choose another --out)", target
+                f"output folder holds a {found!r} run; a {str(kind)!r} run would replace it (choose another --out)", target
             )
         return
     if any(p.is_file() for p in target.iterdir()):

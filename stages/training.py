@@ -80,6 +80,8 @@ class TrainingConfig(RunLocation):
 
 # where a family's run goes when no config names it (runs_dir/<name>)
 DEFAULT_NAMES = {"lgbm": "lgbm_base", "transformer": "transformer/minilm", "p2l": "p2l/minilm"}
+# P2L predicts battles: a test file must name both models, so it reads none unless one is given
+DEFAULT_DATA = {"p2l": lambda: TrainingData(test="")}
 
 
 @cache
@@ -89,7 +91,11 @@ def training_config(name: str) -> type[TrainingConfig]:
     clash = {f.name for f in fields(settings)} & {f.name for f in fields(TrainingConfig)}
     if clash:
         raise ValueError(f"family {name!r} names a config section the training stages own: {sorted(clash)[0]!r}")
-    own = [("family", str, field(default=name)), ("name", str, field(default=DEFAULT_NAMES.get(name, name)))]
+    own = [
+        ("family", str, field(default=name)),
+        ("name", str, field(default=DEFAULT_NAMES.get(name, name))),
+        ("data", TrainingData, field(default_factory=DEFAULT_DATA.get(name, TrainingData))),
+    ]
     return make_dataclass(f"TrainingConfig_{name}", own, bases=(settings, TrainingConfig), frozen=True)
 
 

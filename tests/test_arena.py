@@ -139,7 +139,7 @@ def test_cli_ranks_with_the_graded_oracle_and_a_rerun_repeats_it(pairs_csv, tmp_
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--judge-run", "nowhere"], "no oof.parquet"),
+        (["--judge-run", "nowhere"], "run directory not found"),
         (["--judge-run", "RUN", "--seed-models", "nobody", "model1"], "has no answers"),
         (["--judge-run", "RUN", "--prompts-per-comparison", "500", "--set", "arena.coarse_prompts=3"], "fewer than"),
         ([], "name a judge"),
@@ -147,10 +147,12 @@ def test_cli_ranks_with_the_graded_oracle_and_a_rerun_repeats_it(pairs_csv, tmp_
 )
 def test_bad_input_is_one_line_and_exit_2(pairs_csv, tmp_path, capsys, extra, message):
     from competition.predictions import save_predictions
+    from competition.rundir import staged_unit
 
     run = tmp_path / "judge_run"
     frame = pairs_frame()
-    save_predictions(run / "oof.parquet", frame["id"], np.full((len(frame), 3), 1 / 3))
+    with staged_unit(run, "cv") as staging:  # a judge run is a finished run: its manifest is checked first
+        save_predictions(staging / "oof.parquet", frame["id"], np.full((len(frame), 3), 1 / 3))
     extra = [str(run) if e == "RUN" else e for e in extra]
     assert cli(pairs_csv, tmp_path, *extra) == 2
     err = capsys.readouterr().err.strip()

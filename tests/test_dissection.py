@@ -111,7 +111,7 @@ def test_cli_writes_every_table_and_figure_as_one_unit(pairs_csv, tmp_path):
         (["--properties", "no such property"], "unknown property"),
         (["--scenario", "math"], "too few to fit"),
         (["--properties-table", "MISSING"], "file not found"),
-        (["--judges", "nowhere"], "no oof.parquet"),
+        (["--judges", "nowhere"], "run directory not found"),
         (["--row", "1"], "row"),
     ],
 )

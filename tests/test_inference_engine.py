@@ -231,7 +231,7 @@ def fake_training_run(path: Path, test_ids=None, seed: int = 0) -> Path:
     save_predictions(path / "oof.parquet", train_ids, oof, fold=np.arange(30) % 3, label=np.arange(30) % 3)
     if test_ids is not None:
         save_predictions(path / "test.parquet", test_ids, rng.dirichlet(np.ones(3), len(test_ids)))
-    write_manifest(path, "transformer")
+    write_manifest(path, "cv")  # every cross-validated run, any family, is of kind "cv"
     return path
 
 

@@ -98,7 +98,7 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, capsys):
     assert "file not found" in capsys.readouterr().err
     assert not (tmp_path / "lb2").exists()
     assert cli_main(["leaderboard", "--train", str(path), "--set", f"runs_dir={str(tmp_path)!r}", "--name", "named"]) == 0
-    assert (tmp_path / "leaderboard" / "named" / "leaderboard.csv").exists()
+    assert (tmp_path / "named" / "leaderboard.csv").exists()  # runs_dir/<name>, as in every command
 
 
 def test_a_model_with_too_few_battles_gets_no_interval_and_no_rank(tmp_path):
