@@ -103,7 +103,7 @@ def family_of(path: str | Path | None, overrides: list, default: str = DEFAULT_F
     """The family a config file and its overrides name (`family = ...`), before the config itself can be read."""
     name = peek_setting("family", path, overrides, default)
     if name not in FAMILIES:
-        raise InputError(f"model {name!r} is not a registered family (known: {', '.join(FAMILIES)})", path)
+        raise InputError(f"--model (family) {name!r} is not a registered model family (known: {', '.join(FAMILIES)})", path)
     return str(name)
 
 

@@ -482,6 +482,7 @@ UNHONOURED = {
     "infer --train": ["infer", "--test", "test.csv", "--train", "train.csv"],
     "infer --folds": ["infer", "--test", "test.csv", "--folds", "3"],
     "infer --backend bogus": ["infer", "--test", "test.csv", "--backend", "bogus"],
+    "infer --max-rows": ["infer", "--test", "test.csv", "--max-rows", "5"],  # test files are read whole
     "unknown command": ["cross-validate", "--train", "train.csv"],
 }
 
@@ -806,7 +807,6 @@ INFER_CASES = {
     "token_budget_0": (["--model-path", HF_MODEL, "--token-budget", "0"], "token_budget"),
     "shard_rows_0": (["--model-path", HF_MODEL, "--set", "batching.shard_rows=0"], "shard_rows"),
     "threads_0": (["--model-path", HF_MODEL, "--set", "workers.threads=0"], "threads"),
-    "max_rows_0": (["--model-path", HF_MODEL, "--max-rows", "0"], "max_rows"),
     "placement_bogus": (["--model-path", HF_MODEL, "--set", "swap.placement='diagonal'"], "placement"),
     "config_not_toml": (["--model-path", HF_MODEL, "--config", "not_toml.toml"], "not_toml.toml"),
     "unknown_key": (["--model-path", HF_MODEL, "--set", "model.bogus=1"], "bogus"),
