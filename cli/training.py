@@ -38,6 +38,9 @@ from stages import training
 
 FAMILY = Flag("--model", "family", "the model family to train (lgbm, transformer, p2l, ...: models/registry.py)")
 MODEL_DIR = Flag("--model", None, "run directory (or its model/ folder) written by `fit`", required=True)
+BASE_MODEL = Flag(
+    "--base-model", "base_models", "folder of a transformer fold model's base, checked by identity (repeatable)", action="append"
+)
 SUBMISSION = Flag("--submission", "submission", "submission CSV to write (default: submissions_dir/<name>.csv)")
 FEATURES_TABLE = Flag("--features-table", "features.table_dir", "training features from a `features` run (parquet parts)")
 GRADES = Flag(
@@ -57,7 +60,7 @@ def command_flags(command: str, family: str) -> tuple[Flag, ...]:
     """The flags `command` honours when it runs `family`."""
     own = FAMILY_FLAGS.get(family, ())
     if command == "predict":
-        return (CONFIG, MODEL_DIR, TEST, SUBMISSION, NAME, SET)
+        return (CONFIG, MODEL_DIR, TEST, SUBMISSION, NAME, BASE_MODEL, SET)
     if command == "fit":
         return (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, FAMILY, *own, SET)
     if command in PRESETS:

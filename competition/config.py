@@ -186,6 +186,17 @@ def peek_setting(key: str, path: str | Path | None, overrides: list | tuple, def
     return value
 
 
+def config_from_data(cls: type[C], data: Any, source: str | Path | None = None) -> C:
+    """A config from data already parsed (settings saved as JSON beside a model), with the checks a TOML file gets:
+    unknown keys, wrong types and out-of-range values are an InputError naming `source`."""
+    if not isinstance(data, dict):
+        raise InputError(f"bad settings: expected a table, got {type(data).__name__}", source)
+    try:
+        return _from_dict(cls, data)
+    except TypeError as err:
+        raise InputError(f"bad settings: {err}", source) from None
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A config as plain TOML-writable data (None fields are left out: TOML has no null)."""
 

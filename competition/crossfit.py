@@ -118,6 +118,7 @@ def cross_fit(
     inspect: Callable[[int, PreferenceEstimator], object] | None = None,
     views: dict[str, pd.DataFrame] | None = None,
     description: str = "folds",
+    predict: Callable[[PreferenceEstimator, pd.DataFrame], np.ndarray] | None = None,
 ) -> CrossFitResult:
     """Out-of-fold predictions of `make_estimator(fold)` fitted on the rows of every other fold.
 
@@ -126,8 +127,11 @@ def cross_fit(
     CPU runs. `inspect(fold, estimator)` may return anything worth keeping from a fitted estimator
     (e.g. feature importance); results land in `extras[fold]`. `views` are other versions of the same rows
     (same order), used only to score the fold's rows: e.g. "alone", each row's features computed as if its
-    file held no other answer to its prompt. Views are not stored in a `FoldStore`.
+    file held no other answer to its prompt. Views are not stored in a `FoldStore`. `predict(estimator, rows)` scores
+    the fold's rows, the test rows and the views (default: `estimator.predict_proba(rows)`; data-parallel training
+    passes one that shares the rows among its processes).
     """
+    predict = predict or (lambda estimator, rows: estimator.predict_proba(rows))
     views = views or {}
     if views and store is not None:
         raise ValueError("scoring views are not kept in a fold store")
@@ -154,12 +158,12 @@ def cross_fit(
             if getattr(estimator, "stopped_", False):
                 stopped = True
                 break
-            probs = estimator.predict_proba(frame.iloc[valid_rows])
-            fold_test = None if test is None else estimator.predict_proba(test)
+            probs = predict(estimator, frame.iloc[valid_rows])
+            fold_test = None if test is None else predict(estimator, test)
             facts = {"fold": fold, "train_rows": len(fit_rows), "rows": len(valid_rows)}
             facts |= dict(getattr(estimator, "fit_facts_", {})) | {"seconds": time.perf_counter() - fold_start}
             for name, view in views.items():
-                view_oof[name][valid_rows] = estimator.predict_proba(view.iloc[valid_rows])
+                view_oof[name][valid_rows] = predict(estimator, view.iloc[valid_rows])
                 facts[f"log_loss_{name}"] = score_report(y[valid_rows], view_oof[name][valid_rows])["log_loss"]
             if inspect is not None:
                 extras[fold] = inspect(fold, estimator)

@@ -49,6 +49,8 @@ class RunKind(StrEnum):
     ROUTING = "routing"
     ARENA = "arena"
     DISSECTION = "dissection"
+    SUBMIT = "submit"  # a submission's work folder: resumable shards, summary
+    BUNDLE = "bundle"  # an offline Kaggle bundle
 
 
 class StageConfig(Protocol):

@@ -34,6 +34,23 @@ def apply_blend(probs: list[np.ndarray], blend: BlendWeights) -> np.ndarray:
     return as_probabilities(softmax(np.log(np.clip(mixed, 1e-15, 1)) / blend.temperature, axis=1))
 
 
+def apply_blend_available(probs: list[np.ndarray], blend: BlendWeights) -> tuple[np.ndarray, np.ndarray]:
+    """`apply_blend` where every model has a row's probabilities; where some are missing (NaN: a time budget ran
+    out before they were scored), the weights of the models present, renormalised. Returns (probabilities, mask of
+    the rows blended from fewer models). Rows no model scored stay NaN."""
+    stacked = np.stack([np.asarray(p, dtype=np.float64) for p in probs])
+    present = ~np.isnan(stacked).any(axis=2)  # (models, rows)
+    out = np.full(stacked.shape[1:], np.nan)
+    for pattern in {tuple(column) for column in present.T}:
+        rows = np.flatnonzero((present.T == pattern).all(axis=1))
+        chosen = np.flatnonzero(pattern)
+        weight = blend.weights[chosen].sum()
+        if len(chosen) and weight > 0:
+            partial = blend if len(chosen) == len(probs) else BlendWeights(blend.weights[chosen] / weight, blend.temperature)
+            out[rows] = apply_blend([stacked[m, rows] for m in chosen], partial)
+    return out, ~present.all(axis=0)
+
+
 def fit_blend_weights(probs: list[np.ndarray], y: np.ndarray, fit_temperature: bool = False) -> BlendWeights:
     """Minimises the log loss of the weighted mean of the models' probabilities."""
     n_models = len(probs)

@@ -21,7 +21,7 @@ import numpy as np
 
 from competition.errors import InputError
 from competition.labels import N_CLASSES
-from inference.sources import load_saved_classifier
+from inference.sources import MERGED_4BIT, check_merged_source, check_vllm_source, load_saved_classifier
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class BackendSpec:
     quantize_4bit: bool = False
     max_length: int = 1536
     random_init: bool = False  # benchmarks only: weights drawn from the config, no checkpoint needed
+    warmup_rows: int = 0  # benchmarks: rows of max_length scored once on opening, before the worker reports ready
+    base_models: tuple[str, ...] = ()  # folders where a fold model's base may be (checked by identity)
+    accept_merged_4bit: bool = False  # score a 4-bit-trained fold model on merged weights (another function)
 
 
 def resolve_dtype_name(dtype: str, device: str) -> str:
@@ -52,19 +55,6 @@ def resolve_dtype_name(dtype: str, device: str) -> str:
     from models.backbone import compute_dtype_name
 
     return compute_dtype_name(dtype, device)
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
-
-
-def free_memory(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 class TransformersBackend:
@@ -78,6 +68,18 @@ class TransformersBackend:
         self.model = model.eval()
         self.pad_token_id = int(pad_token_id)
         self.device = device
+        self.opened_in = os.getpid()  # kept through pickling: a model opened elsewhere and passed along shows it
+
+    @property
+    def attention(self) -> str | None:
+        from models.transformer.attention import attention_of
+
+        return attention_of(self.model)
+
+    @property
+    def weights_on(self) -> str:
+        """The device holding the model's weights (reported by the worker that opened it)."""
+        return str(next(self.model.parameters()).device)
 
     def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         from models.transformer.batches import predict_batch
@@ -89,6 +91,8 @@ def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
     from models.backbone import load_classifier
     from models.transformer.estimator import saved_settings
 
+    if "+" in device:
+        raise InputError("tensor parallelism is for the vLLM backend: a transformers worker holds a whole model on one GPU")
     dtype = resolve_dtype_name(spec.dtype, device)
     if spec.random_init:
         import torch
@@ -96,14 +100,20 @@ def open_transformers(spec: BackendSpec, device: str) -> TransformersBackend:
         torch.manual_seed(0)  # every worker draws the same weights (on the same kind of device), so workers agree
         tokenizer, model = load_classifier(spec.model_path, device, dtype, spec.quantize_4bit, random_init=True)
     elif saved_settings(spec.model_path):
-        tokenizer, model = load_saved_classifier(spec.model_path, device, dtype, spec.quantize_4bit)
+        tokenizer, model = load_saved_classifier(
+            spec.model_path, device, dtype, spec.quantize_4bit, spec.base_models, spec.accept_merged_4bit
+        )
     else:
+        check_merged_source(spec.model_path, spec.accept_merged_4bit)
         tokenizer, model = load_classifier(spec.model_path, device=device, dtype=dtype, quantize_4bit=spec.quantize_4bit)
     return TransformersBackend(model, tokenizer.pad_token_id, device)
 
 
 class VllmBackend:
-    """vLLM's offline classification (pooling) API; it schedules the batch internally."""
+    """vLLM's offline classification (pooling) API. It schedules batches itself (continuous batching under its own
+    memory budget), so it gets a whole shard per call, not the plan's token-budget batches."""
+
+    schedules_itself = True
 
     def __init__(self, llm):
         self.llm = llm
@@ -136,20 +146,28 @@ def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
         raise InputError(f"the vLLM backend runs on CUDA devices only, got {device!r}")
     if spec.quantize_4bit:
         raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
+    check_vllm_source(spec.model_path, spec.base_models)
     pin_visible_device(device)
     from models.transformer.estimator import saved_settings
 
     dtype = resolve_dtype_name(spec.dtype, "cuda:0")  # the one visible GPU
     model_path = spec.model_path
-    if saved_settings(model_path):
+    settings = saved_settings(model_path)
+    if settings:
         from inference.merge import ensure_merged
 
-        model_path = str(ensure_merged(model_path, dtype))
+        if settings[0].quantize_4bit and not spec.accept_merged_4bit:  # refused before an 18 GB merge is written
+            raise InputError(MERGED_4BIT, model_path)
+        model_path = str(ensure_merged(model_path, dtype, base_models=spec.base_models))
+    else:
+        check_merged_source(model_path, spec.accept_merged_4bit)
     try:
         import vllm
     except ImportError as err:  # installed but broken (e.g. built for another torch)
         raise InputError(f"{VLLM_MISSING}; importing it failed: {err}") from err
     kwargs = {"model": model_path, "dtype": dtype, "max_model_len": spec.max_length}
+    if "+" in device:  # a tensor-parallel group: vLLM spreads the weights over the GPUs this process sees
+        kwargs["tensor_parallel_size"] = len(device.split("+"))
     try:
         llm = vllm.LLM(runner="pooling", **kwargs)
     except TypeError:  # vLLM before 0.10 named the pooling runner a task
@@ -171,26 +189,29 @@ _VISIBLE_ENTRY = re.compile(r"\d+|(GPU|MIG)-[\w./-]+")
 
 
 def visible_device_for(device: str, parent_visible: str | None) -> str:
-    """CUDA_VISIBLE_DEVICES that leaves a process `device` ("cuda:N", numbered as the parent sees its GPUs) alone.
+    """CUDA_VISIBLE_DEVICES that leaves a process `device` ("cuda:N", numbered as the parent sees its GPUs, or a
+    tensor-parallel group "cuda:0+cuda:1") alone.
 
     With nothing set in the parent, N itself; otherwise the N-th entry of the parent's list: a parent with
     "2,3" gives cuda:1 the GPU "3", not "1". UUID entries (GPU-..., MIG-...) are kept as they are. Pure: the
     caller reads the parent's variable.
     """
-    match = _CUDA_DEVICE.fullmatch(device.strip().lower())
-    if match is None:
-        raise InputError(f"{device!r} is not a CUDA device (cuda or cuda:N)")
-    index = int(match.group(1) or 0)
+    indices = []
+    for part in device.split("+"):
+        match = _CUDA_DEVICE.fullmatch(part.strip().lower())
+        if match is None:
+            raise InputError(f"{device!r} is not a CUDA device (cuda or cuda:N)")
+        indices.append(int(match.group(1) or 0))
     if parent_visible is None:
-        return str(index)
+        return ",".join(map(str, indices))
     entries = []
     for entry in (e.strip() for e in parent_visible.split(",")):
         if not _VISIBLE_ENTRY.fullmatch(entry):
             break
         entries.append(entry)
-    if index >= len(entries):
+    if max(indices) >= len(entries):
         raise InputError(f"{device} is not visible: CUDA_VISIBLE_DEVICES={parent_visible!r} names {len(entries)} GPU(s)")
-    return entries[index]
+    return ",".join(entries[i] for i in indices)
 
 
 def pin_visible_device(device: str) -> str:
@@ -226,6 +247,10 @@ def open_backend(spec: BackendSpec, device: str, threads: int | None = None) -> 
         import torch
 
         torch.set_num_threads(threads)
-    if spec.kind == "vllm":
-        return open_vllm(spec, device)
-    return open_transformers(spec, device)
+    from inference.gpu_plan import check_on_device
+
+    check_on_device(spec, device)
+    backend = open_vllm(spec, device) if spec.kind == "vllm" else open_transformers(spec, device)
+    if spec.warmup_rows:  # CUDA context, kernel choice and allocator, paid before the timed work
+        backend.score([[1] * spec.max_length] * spec.warmup_rows)
+    return backend

@@ -17,11 +17,6 @@ def padded_tokens(lengths: np.ndarray, batch: np.ndarray) -> int:
     return int(len(batch) * lengths[batch].max()) if len(batch) else 0
 
 
-def padded_size(sequences: Sequence[Sequence[int]]) -> int:
-    """Tokens a batch of these sequences costs once padded to its longest row."""
-    return len(sequences) * max((len(s) for s in sequences), default=0)
-
-
 def padding_efficiency(lengths: np.ndarray, batches: Sequence[np.ndarray]) -> float:
     """Real tokens / processed (padded) tokens over all batches: 1.0 means no padding at all."""
     real = sum(int(lengths[b].sum()) for b in batches)

@@ -27,11 +27,15 @@ class ModelConfig:
     # packed tokens per row; must match training. Unset: a fold model's own, else 1536 (or the model's
     # position limit when smaller)
     max_length: int | None = None
+    base_models: tuple[str, ...] = ()  # folders where a fold model's base may be (moved since training); checked by identity
+    accept_merged_4bit: bool = False  # score a 4-bit-trained fold model on merged weights (its probabilities move)
+    tensor_parallel: int | None = None  # vLLM: GPUs per worker; unset: the fewest that hold the weights (inference/gpu_plan.py)
 
     def __post_init__(self) -> None:
         require(self.backend in ("transformers", "vllm"), "backend", "must be transformers or vllm")
         require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype", "must be auto, float32, bfloat16 or float16")
         require(self.max_length is None or 8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576")
+        require(self.tensor_parallel is None or self.tensor_parallel >= 1, "tensor_parallel", "must be at least 1 (or unset)")
 
     def resolved_max_length(self) -> int:
         from inference.sources import default_max_length
@@ -94,5 +98,11 @@ class InferenceConfig(RunLocation):
     def backend_spec(self) -> BackendSpec:
         m = self.model
         return BackendSpec(
-            kind=m.backend, model_path=m.path, dtype=m.dtype, quantize_4bit=m.quantize_4bit, max_length=m.resolved_max_length()
+            kind=m.backend,
+            model_path=m.path,
+            dtype=m.dtype,
+            quantize_4bit=m.quantize_4bit,
+            max_length=m.resolved_max_length(),
+            base_models=m.base_models,
+            accept_merged_4bit=m.accept_merged_4bit,
         )

@@ -21,13 +21,13 @@ import pandas as pd
 
 from competition.atomic import write_text_atomic
 from competition.errors import InputError
-from competition.labels import swap_probabilities
+from competition.labels import LABEL_COLUMNS, swap_probabilities
 from competition.predictions import load_predictions, probabilities_for
 from inference.backends import open_backend
 from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency
 from inference.config import PLACEMENTS, InferenceConfig
 from inference.progress import ProgressDisplay
-from inference.workers import BackendFactory, ShardJob, parse_devices, run_workers, threads_per_worker
+from inference.workers import BackendFactory, ShardJob, group_devices, parse_devices, run_workers, threads_per_worker
 from models.transformer.batches import cut_batches, longest_first
 from models.transformer.packing import encode_pairs
 
@@ -120,7 +120,7 @@ def prepare_shard_dir(plan: Plan, shard_dir: Path, fresh: bool) -> list[int]:
     return [s for s in range(len(plan.shards)) if not shard_path(shard_dir, s).exists()]
 
 
-def make_job(plan: Plan, shard: int, shard_dir: Path) -> ShardJob:
+def make_job(plan: Plan, shard: int, shard_dir: Path, deadline: float | None = None) -> ShardJob:
     batches = plan.shards[shard]
     items = np.concatenate(batches)
     return ShardJob(
@@ -130,6 +130,7 @@ def make_job(plan: Plan, shard: int, shard_dir: Path) -> ShardJob:
         sequences=[[plan.sequences[i] for i in b] for b in batches],
         ids=plan.item_ids[items],
         swapped=plan.item_swapped[items],
+        deadline=deadline,
     )
 
 
@@ -157,16 +158,31 @@ def assign_workers(plan: Plan, pending: list[int], n_workers: int, placement: st
     return assigned
 
 
-def merge_shards(plan: Plan, shard_dir: Path, ids) -> np.ndarray:
-    """(n, 3) probabilities in the order of `ids`, matched by id; swapped twins are averaged in."""
-    frames = [load_predictions(shard_path(shard_dir, s)) for s in range(len(plan.shards))]
-    items = pd.concat(frames, ignore_index=True)
-    if items["item"].duplicated().any() or len(items) != len(plan.sequences):
+def merge_shards(plan: Plan, shard_dir: Path, ids, partial: bool = False) -> np.ndarray:
+    """(n, 3) probabilities in the order of `ids`, matched by id; swapped twins are averaged in.
+
+    `partial`: shards not on disk (a time budget ran out) leave their rows NaN (a row with one of its two orders
+    missing too), instead of being an error."""
+    present = [s for s in range(len(plan.shards)) if not partial or shard_path(shard_dir, s).exists()]
+    frames = [load_predictions(shard_path(shard_dir, s)) for s in present]
+    expected = sum(len(b) for s in present for b in plan.shards[s])
+    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"item": [], "swapped": []})
+    if items["item"].duplicated().any() or len(items) != expected:
         raise InputError("shard files do not cover every item exactly once; rerun with --fresh", shard_dir)
-    probs = probabilities_for(items[~items["swapped"]], ids)
-    if items["swapped"].any():
-        probs = (probs + swap_probabilities(probabilities_for(items[items["swapped"]], ids))) / 2
-    return probs
+    sides = [False, True] if len(plan.sequences) > len(ids) else [False]
+    side_probs = [_side_probabilities(items[items["swapped"] == side], ids, partial) for side in sides]
+    if len(side_probs) == 1:
+        return side_probs[0]
+    return (side_probs[0] + swap_probabilities(side_probs[1])) / 2
+
+
+def _side_probabilities(items: pd.DataFrame, ids, partial: bool) -> np.ndarray:
+    if not partial:
+        return probabilities_for(items, ids)
+    out = np.full((len(ids), 3), np.nan)
+    where = pd.Index(np.asarray(ids).astype(str)).get_indexer(items["id"].astype(str))
+    out[where] = items[list(LABEL_COLUMNS)].to_numpy(dtype=np.float64)
+    return out
 
 
 def infer_frame(
@@ -177,8 +193,12 @@ def infer_frame(
     factory: BackendFactory | None = None,
     fresh: bool = False,
     show_progress: bool = True,
+    deadline: float | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Probabilities for every row of `frame` (original order), with run statistics."""
+    """Probabilities for every row of `frame` (original order), with run statistics.
+
+    `deadline` (wall clock, time.time()): no shard starts after it; rows of shards left unscored are NaN and
+    counted in the statistics (`rows_unscored`), and a rerun scores only them."""
     start = time.perf_counter()
     max_length, swap = cfg.model.resolved_max_length(), cfg.swap.average
     sequences = encode_pairs(tokenizer, frame, max_length)
@@ -197,10 +217,12 @@ def infer_frame(
     )
     encode_seconds = time.perf_counter() - start
     pending = prepare_shard_dir(plan, shard_dir, fresh)
-    devices = parse_devices(cfg.workers.devices)
+    devices = group_devices(
+        parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local"), cfg.model.tensor_parallel or 1
+    )
     threads = threads_per_worker(len(devices), cfg.workers.threads)
     jobs = [
-        [make_job(plan, s, shard_dir) for s in shards]
+        [make_job(plan, s, shard_dir, deadline) for s in shards]
         for shards in assign_workers(plan, pending, len(devices), cfg.swap.placement)
     ]
     factory = factory or partial(open_backend, cfg.backend_spec())
@@ -219,7 +241,7 @@ def infer_frame(
     with display:
         worker_stats = _run(cfg, factory, devices, threads, jobs, display.update) if pending else []
     run_seconds = time.perf_counter() - run_start
-    probs = merge_shards(plan, shard_dir, frame["id"])
+    probs = merge_shards(plan, shard_dir, frame["id"], partial=deadline is not None)
     scored = sum(s.rows for s in worker_stats)
     stats = {
         "rows": len(frame),
@@ -232,12 +254,26 @@ def infer_frame(
         "threads_per_worker": threads,
         "padding_efficiency": plan.padding_efficiency(),
         "oom_splits": sum(s.oom_splits for s in worker_stats),
+        "shards_late": sum(len(s.late_shards) for s in worker_stats),
+        "rows_unscored": int(np.isnan(probs).any(axis=1).sum()),
         "encode_seconds": encode_seconds,
         "run_seconds": run_seconds,
         "load_seconds_max": max((s.load_seconds for s in worker_stats), default=0.0),
         "items_per_second": scored / run_seconds if scored and run_seconds else None,
         # from the first worker ready to the last one done: leaves out process start and model loading
         "items_per_second_scoring": _scoring_rate(worker_stats),
+        "workers": [
+            {
+                "device": s.device,
+                "pid": s.pid,
+                "opened_in": s.opened_in,
+                "weights_on": s.weights_on,
+                "attention": s.attention,
+                "load_seconds": s.load_seconds,
+                "items": s.rows,
+            }
+            for s in worker_stats
+        ],
     }
     return probs, stats
 

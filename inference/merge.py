@@ -48,20 +48,21 @@ def merged_dir_for(fold_model_dir: str | Path) -> Path:
     return path.parent / f"{path.name}{MERGED_SUFFIX}"
 
 
-def merge_facts(fold_model_dir: str | Path, dtype: str) -> dict:
-    """What decides the merged weights: the trained weights, the settings (and so the base), the dtype."""
-    from models.transformer.estimator import SETTINGS_FILE, WEIGHTS_FILE, saved_settings
+def merge_facts(fold_model_dir: str | Path, dtype: str, base_models=()) -> dict:
+    """What decides the merged weights: the trained weights, the settings (and so the base), the dtype; and
+    whether the fold model trained on a 4-bit base (its merge is then another function: see inference/sources.py)."""
+    from models.transformer.estimator import SETTINGS_FILE, WEIGHTS_FILE, fold_model_settings
 
     fold_model_dir = Path(fold_model_dir)
-    settings = saved_settings(fold_model_dir)
-    if settings is None:
-        raise InputError("not a saved train-transformer model (no estimator.json)", fold_model_dir)
+    model_cfg, _ = fold_model_settings(fold_model_dir, base_models)
     return {
         "source": str(fold_model_dir.resolve()),
-        "base": str(Path(settings[0].resolved_path()).resolve()),
+        "base": str(Path(model_cfg.model_path).resolve()),
         "weights_sha256": file_digest(fold_model_dir / WEIGHTS_FILE),
         "settings_sha256": file_digest(fold_model_dir / SETTINGS_FILE),
         "dtype": dtype,
+        "trained_4bit": model_cfg.quantize_4bit,
+        "attention": model_cfg.attn_implementation,
     }
 
 
@@ -73,7 +74,9 @@ def merged_facts(target_dir: str | Path) -> dict | None:
     return json.loads((target_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("facts")
 
 
-def merge_fold_model(fold_model_dir: str | Path, target_dir: str | Path, dtype: str = "auto", device: str = "cpu") -> Path:
+def merge_fold_model(
+    fold_model_dir: str | Path, target_dir: str | Path, dtype: str = "auto", device: str = "cpu", base_models=()
+) -> Path:
     """Writes `fold_model_dir` merged into a plain sequence classifier at `target_dir`; returns `target_dir`.
 
     `dtype`: that of the saved weights; "auto" takes the fold model's own `model.dtype`, whose "auto" is
@@ -87,10 +90,11 @@ def merge_fold_model(fold_model_dir: str | Path, target_dir: str | Path, dtype: 
     if settings is None:
         raise InputError("not a saved train-transformer model (no estimator.json)", fold_model_dir)
     dtype = compute_dtype_name(settings[0].dtype if dtype == "auto" else dtype, device)
-    return _write_merged(Path(fold_model_dir), Path(target_dir), merge_facts(fold_model_dir, dtype), device)
+    facts = merge_facts(fold_model_dir, dtype, base_models)
+    return _write_merged(Path(fold_model_dir), Path(target_dir), facts, device, base_models)
 
 
-def _write_merged(fold_model_dir: Path, target_dir: Path, facts: dict, device: str) -> Path:
+def _write_merged(fold_model_dir: Path, target_dir: Path, facts: dict, device: str, base_models=()) -> Path:
     from inference.sources import load_saved_classifier
     from models.backbone import resolve_dtype
 
@@ -98,7 +102,8 @@ def _write_merged(fold_model_dir: Path, target_dir: Path, facts: dict, device: s
     if target_dir.exists() and merged_facts(target_dir) is None and any(target_dir.iterdir()):
         raise InputError("exists and is not a merged model written by this project: move it away first", target_dir)
     dtype = facts["dtype"]
-    tokenizer, model = load_saved_classifier(fold_model_dir, device, dtype, quantize_4bit=False)
+    # a merge is asked for by name; scoring it is what `accept_merged_4bit` guards (the facts record the 4-bit origin)
+    tokenizer, model = load_saved_classifier(fold_model_dir, device, dtype, False, base_models, accept_merged_4bit=True)
     # trainable weights (head, a full fine-tune's layers) were float32 beside a bfloat16 base: one dtype, as vLLM loads it
     model = model.to(resolve_dtype(dtype))
     model.config.use_cache = False
@@ -121,19 +126,19 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def ensure_merged(fold_model_dir: str | Path, dtype: str, device: str = "cpu") -> Path:
+def ensure_merged(fold_model_dir: str | Path, dtype: str, device: str = "cpu", base_models=()) -> Path:
     """The merged copy of a fold model in `dtype` (`merged_dir_for`), made now unless an earlier merge of the
     same weights, settings and dtype is there."""
     fold_model_dir = Path(fold_model_dir)
     target = merged_dir_for(fold_model_dir)
     with _locked(fold_model_dir):
-        facts = merge_facts(fold_model_dir, dtype)
+        facts = merge_facts(fold_model_dir, dtype, base_models)
         if merged_facts(target) == facts:
             log.info("using the merged copy %s", target)
             return target
         log.info("merging %s into %s for vLLM", fold_model_dir, target)
         try:
-            return _write_merged(fold_model_dir, target, facts, device)
+            return _write_merged(fold_model_dir, target, facts, device, base_models)
         except OSError as err:
             if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise
@@ -150,10 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="the merged Hugging Face directory to write")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     parser.add_argument("--device", default="cpu", help="where to merge (cpu, cuda:0, ...)")
+    parser.add_argument("--base-model", action="append", default=[], help="folder of the fold model's base (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        print(merge_fold_model(args.fold_model, args.out, args.dtype, args.device))
+        print(merge_fold_model(args.fold_model, args.out, args.dtype, args.device, tuple(args.base_model)))
     except InputError as err:
         print(f"merge: {err}")
         return 2

@@ -44,6 +44,15 @@ class ShardWorker:
         return self.stats.load_seconds, self.stats.started_at
 
 
+def actor_placement(device: str, threads: int) -> tuple[dict, str]:
+    """(Ray resources, device name inside the actor) of a worker. GPUs are asked for as a count, never by index: Ray
+    gives the actor its own CUDA_VISIBLE_DEVICES on whichever node has them free, so inside it they are cuda:0…"""
+    if not device.startswith("cuda"):
+        return {"num_cpus": threads}, "cpu"
+    gpus = len(device.split("+"))
+    return {"num_gpus": gpus, "num_cpus": 1}, "+".join(f"cuda:{i}" for i in range(gpus))
+
+
 def run_ray_workers(
     factory: BackendFactory, devices: list[str], threads: int, jobs: list[list[ShardJob]], on_message: Report, address: str = ""
 ) -> list[WorkerStats]:
@@ -54,10 +63,8 @@ def run_ray_workers(
     remote = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)(ShardWorker)
     actors = []
     for device in devices:
-        on_gpu = device.startswith("cuda")
-        # Ray gives a GPU actor its own CUDA_VISIBLE_DEVICES: inside it, its GPU is cuda:0
-        options = {"num_gpus": 1, "num_cpus": 1} if on_gpu else {"num_cpus": threads}
-        actors.append(remote.options(**options).remote(factory, "cuda:0" if on_gpu else "cpu", threads))
+        options, inside = actor_placement(device, threads)
+        actors.append(remote.options(**options).remote(factory, inside, threads))
     pending = [job for worker_jobs in jobs for job in worker_jobs]
     stats = [WorkerStats() for _ in devices]
     pool = ActorPool(actors)

@@ -33,8 +33,8 @@ import numpy as np
 from competition.errors import InputError
 from competition.labels import as_probabilities
 from competition.predictions import save_predictions
-from inference.backends import Backend, free_memory, is_out_of_memory, pins_visible_device, visible_device_for
-from inference.batching import padded_size
+from inference.backends import Backend, pins_visible_device, visible_device_for
+from models.transformer.batches import OomBackoff, padded_size, score_with_backoff
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class ShardJob:
     sequences: list[list[np.ndarray]]
     ids: np.ndarray  # row id per item, items in batch order
     swapped: np.ndarray
+    deadline: float | None = None  # wall clock (time.time()) after which the shard is left for a rerun
 
     @property
     def rows(self) -> int:
@@ -67,90 +68,103 @@ class ShardJob:
 class WorkerStats:
     batches: int = 0
     rows: int = 0
-    oom_splits: int = 0
     load_seconds: float = 0.0
     score_seconds: float = 0.0
     started_at: float = 0.0  # wall clock (time.time) after loading and when done: comparable across processes
     finished_at: float = 0.0
-    # padded tokens of the smallest batch that ran out of memory: larger ones are split before trying
-    ceiling: int | None = None
+    backoff: OomBackoff = field(default_factory=OomBackoff)  # out-of-memory splits, shared with the estimator's rule
     shards: list[int] = field(default_factory=list)
+    late_shards: list[int] = field(default_factory=list)  # not started: past the deadline
+    # where the worker's model was opened: its device and process, and where its weights are (a model opened
+    # elsewhere and passed along would show another process or device here)
+    device: str = ""
+    pid: int = 0
+    weights_on: str | None = None
+    attention: str | None = None
+    opened_in: int | None = None  # the process that opened the model (this worker's own, unless passed along)
+
+    @property
+    def oom_splits(self) -> int:
+        return self.backoff.splits
 
 
 class WorkerFailed(RuntimeError):
     pass
 
 
-def parse_devices(text: str) -> list[str]:
-    """ "cpu", "cpu:4" (four CPU workers), "cuda:0,cuda:1", or "cuda" (every visible GPU) → one entry per worker."""
+def parse_devices(text: str, local: bool = True) -> list[str]:
+    """One entry per worker: "cpu", "cpu:4" (four CPU workers), "cuda:0,cuda:1", "cuda" (every visible GPU), or
+    "gpu:N" (N GPU workers: cuda:0 … cuda:N-1 here).
+
+    With `local` off (the Ray engine) GPUs are counted, not looked up: a driver without GPUs places GPU actors on
+    the cluster's GPU nodes, and Ray gives each its own. There "cuda" and "cuda:K" are one GPU worker each.
+    """
     devices: list[str] = []
     for part in (p.strip().lower() for p in text.split(",") if p.strip()):
         if part == "cpu":
             devices.append("cpu")
         elif m := re.fullmatch(r"cpu:(\d+)", part):
             devices += ["cpu"] * int(m.group(1))
-        elif part == "cuda":
+        elif m := re.fullmatch(r"gpu:(\d+)", part):
+            devices += [f"cuda:{i}" for i in range(int(m.group(1)))]
+        elif part == "cuda" and local:
             import torch
 
             devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        elif re.fullmatch(r"cuda:\d+", part):
-            devices.append(part)
+        elif part == "cuda" or re.fullmatch(r"cuda:\d+", part):
+            devices.append(part if local else f"cuda:{len([d for d in devices if d.startswith('cuda')])}")
         else:
-            raise InputError(f"unknown device {part!r} (use cpu, cpu:N, cuda, or cuda:0,cuda:1)")
+            raise InputError(f"unknown device {part!r} (use cpu, cpu:N, cuda, cuda:0,cuda:1, or gpu:N)")
     if not devices:
-        raise InputError(f"no devices in {text!r}")
-    if any(d.startswith("cuda") for d in devices):
+        raise InputError(f"no devices in {text!r} (no CUDA device visible here)" if "cuda" in text else f"no devices in {text!r}")
+    if local and any(d.startswith("cuda") for d in devices):
         import torch
 
         count = torch.cuda.device_count()
         missing = [d for d in devices if int(d.split(":")[1]) >= count]
         if missing:
-            raise InputError(f"device {missing[0]} is not visible ({count} CUDA devices here)")
+            raise InputError(
+                f"device {missing[0]} is not visible ({count} CUDA devices here; a Ray cluster's GPUs: --engine ray)"
+            )
     return devices
+
+
+def group_devices(devices: list[str], per_worker: int) -> list[str]:
+    """GPUs joined into workers of `per_worker` each ("cuda:0+cuda:1"), for tensor parallelism; CPUs stay single."""
+    if per_worker == 1:
+        return devices
+    gpus = [d for d in devices if d.startswith("cuda")]
+    if len(gpus) != len(devices) or len(gpus) % per_worker:
+        raise InputError(f"tensor parallelism {per_worker} needs GPUs in multiples of {per_worker}, got {', '.join(devices)}")
+    return ["+".join(gpus[i : i + per_worker]) for i in range(0, len(gpus), per_worker)]
 
 
 def threads_per_worker(n_workers: int, threads: int | None) -> int:
     return threads or max(1, (os.cpu_count() or 1) // n_workers)
 
 
-def score_batch(backend: Backend, sequences: list[np.ndarray], device: str, stats: WorkerStats) -> np.ndarray:
-    """Probabilities of one batch; out of memory → the halves are scored one after the other."""
-    padded = padded_size(sequences)
-    too_big = stats.ceiling is not None and padded >= stats.ceiling and len(sequences) > 1
-    if not too_big:
-        try:
-            return as_probabilities(backend.score(sequences))
-        except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            if len(sequences) == 1:
-                raise RuntimeError(
-                    f"one row of {padded} tokens does not fit in memory on {device}: lower model.max_length"
-                ) from err
-        # outside the except block, so the traceback no longer pins the failed batch's tensors
-        free_memory(device)
-        stats.oom_splits += 1
-        stats.ceiling = padded if stats.ceiling is None else min(stats.ceiling, padded)
-        log.warning(
-            "%s: out of memory on %d rows × %d tokens; splitting the batch", device, len(sequences), padded // len(sequences)
-        )
-    half = len(sequences) // 2
-    return np.concatenate(
-        [score_batch(backend, sequences[:half], device, stats), score_batch(backend, sequences[half:], device, stats)]
-    )
-
-
 def run_shards(backend: Backend, jobs: list[ShardJob], device: str, report: Report, stats: WorkerStats) -> WorkerStats:
-    """Scores each shard and writes it atomically before starting the next, so a crash loses one shard at most."""
+    """Scores each shard and writes it atomically before starting the next, so a crash loses one shard at most.
+
+    A backend that schedules its own batches (vLLM: `schedules_itself`) gets each shard in one call; any other gets
+    the plan's token-budget batches, split on out of memory (`score_with_backoff`)."""
+    whole = getattr(backend, "schedules_itself", False)
     for job in jobs:
-        probs = []
-        for items, sequences in zip(job.items, job.sequences, strict=True):
-            start = time.perf_counter()
-            probs.append(score_batch(backend, sequences, device, stats))
-            stats.score_seconds += time.perf_counter() - start
-            stats.batches += 1
-            stats.rows += len(items)
-            report(("batch", len(items), padded_size(sequences)))
+        if job.deadline is not None and time.time() >= job.deadline:
+            stats.late_shards.append(job.index)  # the time budget is spent: left on disk unscored, for a rerun
+            continue
+        start = time.perf_counter()
+        if whole:
+            probs = [as_probabilities(backend.score([s for batch in job.sequences for s in batch]))]
+            report(("batch", job.rows, job.tokens))
+        else:
+            probs = []
+            for sequences in job.sequences:
+                probs.append(score_with_backoff(lambda b: as_probabilities(backend.score(b)), sequences, device, stats.backoff))
+                report(("batch", len(sequences), padded_size(sequences)))
+        stats.score_seconds += time.perf_counter() - start
+        stats.batches += 1 if whole else len(job.items)
+        stats.rows += job.rows
         save_predictions(job.path, job.ids, np.concatenate(probs), item=np.concatenate(job.items), swapped=job.swapped)
         stats.shards.append(job.index)
         report(("shard", job.index))
@@ -158,10 +172,12 @@ def run_shards(backend: Backend, jobs: list[ShardJob], device: str, report: Repo
 
 
 def open_and_run(factory: BackendFactory, device: str, threads: int, jobs: list[ShardJob], report: Report) -> WorkerStats:
-    stats = WorkerStats()
+    stats = WorkerStats(device=device, pid=os.getpid())
     start = time.perf_counter()
     backend = factory(device, threads)
     stats.load_seconds = time.perf_counter() - start
+    stats.weights_on, stats.attention = getattr(backend, "weights_on", None), getattr(backend, "attention", None)
+    stats.opened_in = getattr(backend, "opened_in", None)
     stats.started_at = time.time()
     run_shards(backend, jobs, device, report, stats)
     stats.finished_at = time.time()
@@ -175,7 +191,8 @@ def worker_placement(factory: BackendFactory, device: str, parent_visible: str |
     names it cuda:0; any other worker keeps the parent's numbering.
     """
     if device.startswith("cuda") and pins_visible_device(factory):
-        return {"CUDA_VISIBLE_DEVICES": visible_device_for(device, parent_visible)}, "cuda:0"
+        local = "+".join(f"cuda:{i}" for i in range(len(device.split("+"))))  # its GPUs as it sees them
+        return {"CUDA_VISIBLE_DEVICES": visible_device_for(device, parent_visible)}, local
     return {}, device
 
 

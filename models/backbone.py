@@ -22,6 +22,8 @@ import torch
 from competition.config import finite, require
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS
+from models.transformer.attention import choose_attention
+from models.transformer.model_files import check_model_folder
 
 log = logging.getLogger(__name__)
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
@@ -56,23 +58,21 @@ def compute_dtype_name(dtype: str, device: str | torch.device) -> str:
     return "bfloat16" if major >= 8 else "float16"
 
 
-def check_model_dir(model_dir: str | Path) -> Path:
-    """The directory must hold a Hugging Face config; we never fall back to downloading."""
-    path = Path(model_dir)
-    if not str(model_dir):
-        raise InputError("model_path is empty: point it at a local model directory (downloads are never made)")
-    if not path.is_dir():
-        raise InputError("model directory not found (models are loaded from local files only)", path)
-    if not (path / "config.json").exists():
-        raise InputError("no config.json: not a Hugging Face model directory", path)
-    return path
+def check_model_dir(model_dir: str | Path, head: str | None = None, weights: bool = True) -> Path:
+    """The directory must hold a readable Hugging Face config (and safetensors weights, unless `weights` is off);
+    we never fall back to downloading. Damaged folders are one-line errors (models/transformer/model_files.py)."""
+    check_model_folder(model_dir, head, weights)
+    return Path(model_dir)
 
 
 def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
-    path = check_model_dir(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    path = check_model_dir(model_dir, weights=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise InputError(f"cannot load the tokenizer ({type(err).__name__})", path) from None
     if tokenizer.pad_token is None:
         # decoder-only tokenizers have no pad token; padding is masked out, so eos serves
         tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.unk_token
@@ -134,16 +134,17 @@ def load_classifier(
     *,
     random_init: bool = False,
     num_labels: int = len(LABEL_COLUMNS),
+    attention: str = "auto",
 ):
     """(tokenizer, model): AutoModelForSequenceClassification from `model_dir` (3 labels a, b, tie; 1 for a
-    reward head) on `device`.
+    reward head) on `device`, with the attention implementation `attention` (models/transformer/attention.py).
 
     `random_init` draws the weights from the config instead of reading them (benchmarks of real
     architectures without their checkpoint), on the device itself so a 9B model is never built on the CPU.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    path = check_model_dir(model_dir)
+    path = check_model_dir(model_dir, "sequence-classification", weights=not random_init)
     tokenizer = load_tokenizer(path)
     device = torch.device(device)
     torch_dtype = resolve_dtype(dtype if isinstance(dtype, torch.dtype) else compute_dtype_name(dtype, device))
@@ -152,14 +153,19 @@ def load_classifier(
         if num_labels == len(LABEL_COLUMNS)
         else {"id2label": {0: "reward"}, "label2id": {"reward": 0}}
     )
-    if random_init:
-        config = AutoConfig.from_pretrained(path, num_labels=num_labels, local_files_only=True, **labels)
-        config.pad_token_id = tokenizer.pad_token_id
-        with device:
-            model = AutoModelForSequenceClassification.from_config(config, dtype=torch_dtype)
-        if quantize_4bit:
-            quantize_linears_4bit(model, torch_dtype)
-    else:
+    config = AutoConfig.from_pretrained(path, num_labels=num_labels, local_files_only=True, **labels)
+    implementation = choose_attention(attention, config, device)
+
+    def build(implementation: str):
+        if random_init:
+            config.pad_token_id = tokenizer.pad_token_id
+            with device:
+                model = AutoModelForSequenceClassification.from_config(
+                    config, dtype=torch_dtype, attn_implementation=implementation
+                )
+            if quantize_4bit:
+                quantize_linears_4bit(model, torch_dtype)
+            return model
         kwargs = {"quantization_config": quantization_config(torch_dtype), "device_map": {"": device}} if quantize_4bit else {}
         model = AutoModelForSequenceClassification.from_pretrained(
             path,
@@ -167,11 +173,19 @@ def load_classifier(
             local_files_only=True,
             ignore_mismatched_sizes=True,  # a head of another size (e.g. 2 labels) is replaced by a fresh one
             dtype=torch_dtype,
+            attn_implementation=implementation,
             **labels,
             **kwargs,
         )
-        if not quantize_4bit:
-            model.to(device)
+        return model if quantize_4bit else model.to(device)
+
+    try:
+        model = build(implementation)
+    except (ValueError, ImportError) as err:
+        if attention == "auto" and implementation == "sdpa":  # an architecture without an sdpa path
+            model = build("eager")
+        else:
+            raise InputError(f"attention implementation {implementation!r} cannot run here ({err})", path) from None
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False
     return tokenizer, model

@@ -32,6 +32,7 @@ class ModelFamily:
     path: str  # "module:Class" of the estimator
     description: str
     settings: str = "models.registry:NoSettings"  # "module:Class" of its config sections (a frozen dataclass)
+    on_base_model: bool = False  # builds on a pretrained base: `load(directory, base_models)` is told where bases are
 
     def estimator_class(self) -> type[PreferenceEstimator]:
         return _imported(self.path)
@@ -61,6 +62,7 @@ FAMILIES: dict[str, ModelFamily] = {
             "models.transformer.estimator:TransformerPreference",
             "fine-tuned sequence classifier",
             "models.transformer.settings:TransformerSettings",
+            on_base_model=True,
         ),
         ModelFamily(
             "p2l",
@@ -93,11 +95,13 @@ def saved_family(directory: str | Path) -> str:
         raise InputError(f"no readable {META_FILE} naming the model family", directory) from None
 
 
-def load_model(directory: str | Path) -> PreferenceEstimator:
-    """Any saved model: the manifest is checked, then the family named in estimator.json loads it."""
+def load_model(directory: str | Path, base_models: tuple[str, ...] = ()) -> PreferenceEstimator:
+    """Any saved model: the manifest is checked, then the family named in estimator.json loads it. `base_models`:
+    folders where a family built on a pretrained base looks for it (other families do not need them)."""
     read_manifest(directory, RunKind.MODEL)
-    cls = family(saved_family(directory)).estimator_class()
+    chosen = family(saved_family(directory))
+    cls = chosen.estimator_class()
     try:
-        return cls.load(directory)
+        return cls.load(directory, base_models) if chosen.on_base_model else cls.load(directory)
     except (KeyError, ValueError, TypeError, OSError) as err:
         raise InputError(f"cannot load this {cls.__name__} ({type(err).__name__}: {err})", directory) from None

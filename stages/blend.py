@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from competition.metric import score_report
 from competition.predictions import OOF_FILE, TEST_FILE, save_predictions
-from competition.rundir import check_run, run_unit
+from competition.rundir import check_run, file_digest, run_unit
 from competition.submission import write_submission
 from ensemble.blend import apply_blend, cross_fitted_blend, fit_blend_weights, honest_blend_folds
 from ensemble.runs import load_runs
@@ -47,6 +48,8 @@ def run_blend(cfg: BlendConfig) -> pd.DataFrame:
         save_predictions(staging / OOF_FILE, runs.ids, oof_probs, fold=runs.folds, label=runs.y, **groups)
         meta = {
             "runs": list(cfg.runs),
+            # what `submit` and the Kaggle bundle check a run against: the out-of-fold file the weights were fitted on
+            "oof_sha256": [file_digest(Path(run) / OOF_FILE) for run in cfg.runs],
             "weights": weights.weights.tolist(),
             "temperature": weights.temperature,
             "rows": len(runs.ids),

@@ -184,11 +184,14 @@ class TransformerWorkflow(Workflow):
         def make(fold: int):
             return family.build(cfg, cfg.cv.seed + fold, checkpoint_dir=checkpoints / f"fold{fold}", unlabeled=unlabeled)
 
+        from models.transformer.distributed import sharded_predict
+
         options = {
             "only_folds": cfg.train.only_folds,
             "max_train_rows": cfg.train.max_train_rows,
             "max_valid_rows": cfg.train.max_valid_rows,
             "subsample_seed": cfg.train.seed,
+            "predict": sharded_predict,  # under torchrun each rank scores its share of the rows
         }
         return CrossFitPlan(train, test, make, options=options)
 

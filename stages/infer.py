@@ -14,7 +14,8 @@ from competition.predictions import TEST_FILE, save_predictions
 from competition.rundir import RunKind, check_run, run_kind, write_manifest
 from inference.config import InferenceConfig, ModelConfig
 from inference.engine import CONFIG_FILE, SHARD_DIR, SUMMARY_FILE, infer_frame
-from inference.sources import tokenizer_dir
+from inference.gpu_plan import decided
+from inference.sources import check_source, tokenizer_dir
 from inference.workers import BackendFactory
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,12 @@ def run_infer(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh
     # infer may add its test predictions to a training run (blend then reads them as that run's)
     kind = RunKind.CV if run_kind(cfg.run_dir) == RunKind.CV else cfg.KIND
     check_run(cfg, kind=kind)
+    check_source(cfg.model.path, cfg.model.base_models)
     check_max_length(cfg.model)
+    cfg = decided(cfg)  # dtype and tensor parallelism for the GPUs at hand, or one line saying why not
     cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
     frame = load_arena_csv(cfg.data.test)
-    tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path))
+    tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path, cfg.model.base_models))
     run_dir = cfg.run_dir
     save_config(cfg, run_dir / CONFIG_FILE)
     probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / SHARD_DIR, factory=factory, fresh=fresh)

@@ -53,6 +53,7 @@ class TrainingConfig(RunLocation):
     family: str = DEFAULT_FAMILY  # the model family (models/registry.py); `--model` on the command line
     submissions_dir: str = "submissions"
     submission: str = ""  # predict/run: the submission CSV; empty: submissions_dir/<name>.csv
+    base_models: tuple[str, ...] = ()  # predict: folders where a transformer fold model's base may be (checked by identity)
     data: TrainingData = field(default_factory=TrainingData)
     cv: CVConfig = field(default_factory=CVConfig)
 
@@ -194,9 +195,9 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise InputError("no fitted model here (run `fit` first)", path)
 
 
-def predict(model_dir: str | Path, test_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def predict(model_dir: str | Path, test_path: str | Path, base_models: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probabilities) for a test file from any saved model family (LightGBM rebuilds its own features)."""
-    model = load_model(resolve_model_dir(model_dir))
+    model = load_model(resolve_model_dir(model_dir), base_models)
     test = load_unlabelled(test_path)
     if test is None:
         raise InputError("predict needs a test file (--test)")
@@ -207,7 +208,7 @@ def run_predict(cfg: TrainingConfig, model_dir: str | Path) -> tuple[np.ndarray,
     """(ids, probabilities, submission path): `model_dir`'s predictions of the test file, validated and written."""
     path = cfg.submission_path
     check_outputs([path], [cfg.data.test, model_dir])
-    ids, probs = predict(model_dir, cfg.data.test)
+    ids, probs = predict(model_dir, cfg.data.test, cfg.base_models)
     return ids, probs, write_submission(path, ids, probs)
 
 

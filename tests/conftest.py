@@ -128,3 +128,13 @@ def teacher_calls(monkeypatch) -> list[tuple[set, set]]:
     monkeypatch.setattr(LGBMPreference, "fit", spy_fit)
     monkeypatch.setattr(LGBMPreference, "predict_proba", spy_predict)
     return calls
+
+
+@pytest.fixture
+def keep_torch_threads():
+    """Estimators set torch's thread count for the process; later tests get it back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

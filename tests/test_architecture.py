@@ -142,6 +142,8 @@ def config_class(command: str):
         "cli.dissect": "analysis.dissection.settings:DissectConfig",
         "cli.arena": "analysis.arena.settings:ArenaConfig",
         "cli.features": "stages.features:FeaturesConfig",
+        "cli.submit": "stages.submit:SubmitConfig",
+        "cli.bundle": "stages.bundle:BundleConfig",
     }[COMMANDS[command][0]]
     path = paths[command] if isinstance(paths, dict) else paths
     module, _, name = path.partition(":")
@@ -153,6 +155,8 @@ def sample_value(flag):
         return "transformer", ["transformer"]
     if flag.action == "store_true":
         return True, []
+    if flag.action == "append":  # repeatable: each use adds one value
+        return ("x1",), ["x1"]
     if flag.choices:
         return flag.choices[-1], [flag.choices[-1]]
     if flag.type is int:

@@ -44,7 +44,7 @@ QUICK = [
     "--set",
     "features.cache_dir=''",
 ]
-HF_MODEL = "hf_model"  # a folder that looks like a Hugging Face model directory (config.json only)
+HF_MODEL = "hf_model"  # a folder that passes the model folder checks (config.json, empty weights); no case loads it
 PREV_SUB = "submissions/prev.csv"  # a pre-existing submission that no refused command may touch
 # Fold tables are complete, reusable files keyed by the data (not run outputs): tolerated, and listed.
 FOLD_TABLE_PREFIX = "runs/folds/folds-"
@@ -66,7 +66,8 @@ def base(tmp_path_factory):
         assert main(["cv", *common, "--out", "runs/b", "--set", "lgbm.num_leaves=4"]) == 0
         assert main(["fit", "--train", "train.csv", "--out", "runs/m", *QUICK]) == 0
         Path(HF_MODEL).mkdir()
-        Path(HF_MODEL, "config.json").write_text("{}", encoding="utf-8")
+        Path(HF_MODEL, "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+        Path(HF_MODEL, "model.safetensors").write_bytes(b"\x02" + bytes(7) + b"{}")  # a valid, empty safetensors file
         Path("inputs").mkdir()
         shutil.copy("train.csv", "inputs/train.csv")
         Path("submissions").mkdir()

@@ -87,3 +87,24 @@ def test_the_gpu_preset_trains_in_bfloat16_on_cuda(tiny_llama):
     assert model.network_.get_input_embeddings().weight.dtype in (torch.bfloat16, torch.float16)
     assert model.network_.head.weight.dtype == torch.float32
     assert np.allclose(model.predict_proba(frame).sum(axis=1), 1.0)
+
+
+def test_a_float16_fine_tune_skips_a_non_finite_step_instead_of_turning_every_weight_into_nan(tiny_llama, monkeypatch):
+    """Issue 22 item 7: under float16 (T4, V100) the step whose gradients overflow must be skipped by loss scaling."""
+    import models.p2l.network as network_module
+
+    original, calls = network_module.battle_log_probs, []
+
+    def overflow_once(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(1)
+        return out * float("inf") if len(calls) == 2 else out  # the second step's gradients are not finite
+
+    monkeypatch.setattr(network_module, "battle_log_probs", overflow_once)
+    cfg = preset_on(tiny_llama, "encoder.dtype='float16'")
+    frame = simulated_battles(n_prompts=8, repeats=1)
+    model = P2LPreference(cfg.encoder, cfg.head, cfg.tune).fit(frame, frame["label"].to_numpy())
+    assert model.network_.get_input_embeddings().weight.dtype == torch.float16 and len(calls) == 3
+    trained = [p for p in model.network_.parameters() if p.requires_grad]
+    assert all(torch.isfinite(p).all() for p in trained)
+    assert np.isfinite(model.predict_proba(frame)).all()

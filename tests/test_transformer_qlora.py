@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from competition.errors import InputError
 from competition.metric import log_loss
 from models.backbone import compute_dtype_name, load_classifier
 from models.transformer.estimator import TransformerPreference
@@ -87,9 +88,9 @@ def test_infer_scores_a_4bit_fold_model_as_the_estimator_does_and_reports_the_me
     expected = fitted.predict_proba(frame)
     tokenizer = load_tokenizer(tokenizer_dir(saved))
 
-    def engine(quantize_4bit: bool) -> np.ndarray:
+    def engine(quantize_4bit: bool, accept_merged: bool = False) -> np.ndarray:
         cfg = InferenceConfig(
-            model=InferModel(path=str(saved), dtype="float32", quantize_4bit=quantize_4bit),
+            model=InferModel(path=str(saved), dtype="float32", quantize_4bit=quantize_4bit, accept_merged_4bit=accept_merged),
             batching=BatchConfig(token_budget=400, shard_rows=8),
             swap=SwapConfig(average=True),
             workers=WorkerConfig(threads=1),
@@ -97,8 +98,11 @@ def test_infer_scores_a_4bit_fold_model_as_the_estimator_does_and_reports_the_me
         return infer_frame(frame, tokenizer, cfg, tmp_path / f"shards{quantize_4bit}", show_progress=False)[0]
 
     np.testing.assert_allclose(engine(quantize_4bit=True), expected, atol=1e-5, rtol=0)
-    # adapters merged into unquantized weights: the base is no longer rounded to NF4, so the numbers move
-    merged_difference = float(np.abs(engine(quantize_4bit=False) - expected).max())
+    # adapters merged into unquantized weights: the base is no longer rounded to NF4, so the numbers move; refused
+    # unless accepted
+    with pytest.raises(InputError, match="accept_merged_4bit"):
+        engine(quantize_4bit=False)
+    merged_difference = float(np.abs(engine(quantize_4bit=False, accept_merged=True) - expected).max())
     print(f"max |infer merged fp32 - estimator 4-bit| = {merged_difference:.4f}")
     assert 0 < merged_difference < 0.2
 
@@ -194,9 +198,13 @@ def test_4bit_without_lora_is_refused_before_loading():
         ModelConfig(model_path="x", quantize_4bit=True, lora=False)
 
 
-def test_kaggle_two_t4_preset_is_4bit_float16():
+def test_kaggle_two_t4_preset_is_4bit_and_every_gpu_preset_leaves_the_dtype_to_the_gpu():
+    from pathlib import Path
+
     from competition.config import load_config
     from inference.config import InferenceConfig
 
     cfg = load_config(InferenceConfig, "configs/inference/gemma2_2gpu.toml", [])
-    assert cfg.model.quantize_4bit and cfg.model.dtype == "float16"
+    assert cfg.model.quantize_4bit and cfg.model.dtype == "auto"
+    for preset in ("transformer/gemma2_9b_qlora", "transformer/llama31_8b_lora", "inference/gemma2_2gpu", "p2l/qwen25_lora"):
+        assert 'dtype = "auto"' in Path(f"configs/{preset}.toml").read_text(), preset

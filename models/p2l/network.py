@@ -88,6 +88,10 @@ def train_network(
         [{"params": backbone, "lr": tune.learning_rate}, {"params": head, "lr": tune.head_learning_rate, "weight_decay": 0.0}]
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: schedule(s, total, int(tune.warmup_ratio * total)))
+    # float16 gradients underflow without loss scaling, and an overflowed step would turn every weight into NaN: the
+    # scaler scales the loss up, skips non-finite steps and adapts its scale (a no-op in bfloat16 and float32)
+    half = network.get_input_embeddings().weight.dtype == torch.float16
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=half)
     rng = np.random.default_rng(tune.seed)
     order: list[int] = []
     network.train()
@@ -105,9 +109,11 @@ def train_network(
         loss = torch.nn.functional.nll_loss(log_probs, labels[torch.as_tensor(rows, device=device)])
         loss = loss + 0.5 * tune.head_l2 * network.head.weight.pow(2).sum()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(backbone + head, 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         if step % 20 == 0:
             log.debug("p2l step %d/%d loss %.4f", step + 1, total, loss.item())

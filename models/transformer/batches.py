@@ -3,6 +3,9 @@ inference must share, so a classifier is scored the way it was trained.
 
 - Prediction batches are cut by a budget of padded tokens (rows × longest row), longest rows first, so an
   out-of-memory batch shows up at once and each batch pads little.
+- A batch that runs out of memory is split in half and retried (`score_with_backoff`); later batches at least that
+  large are split before they are tried. The estimator's prediction and every inference worker share the rule, so
+  an out-of-memory error after a fold's training costs a split, not the fold.
 - A batch is always right-padded (text first, pads after, attention mask 0 on pads), whatever side the
   tokenizer would pad on (left for Gemma/Llama in transformers 5). Training pads right, so every row keeps
   the positions it was trained at; a left-padded row of an absolute-position model (BERT) reads its pads as
@@ -11,13 +14,17 @@ inference must share, so a classifier is scored the way it was trained.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 
 def longest_first(lengths: np.ndarray) -> np.ndarray:
@@ -90,3 +97,60 @@ def predict_batch(model, sequences: Sequence[Sequence[int]], pad_id: int, device
     import torch
 
     return torch.softmax(forward_logits(model, sequences, pad_id, device), dim=-1).cpu().numpy()
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def free_memory(device: str | torch.device) -> None:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class OomBackoff:
+    """Out-of-memory state of one device: padded tokens of the smallest batch that did not fit, and the splits made."""
+
+    ceiling: int | None = None
+    splits: int = 0
+
+
+def padded_size(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens a batch of these sequences costs once padded to its longest row."""
+    return len(sequences) * max((len(s) for s in sequences), default=0)
+
+
+def score_with_backoff(
+    score: Callable[[list], np.ndarray], sequences: list, device: str | torch.device, backoff: OomBackoff
+) -> np.ndarray:
+    """`score(sequences)`; on out of memory the halves are scored one after the other (recursively), and batches at
+    least as large as the smallest failure are split before they are tried. Rows keep their order."""
+    padded = padded_size(sequences)
+    too_big = backoff.ceiling is not None and padded >= backoff.ceiling and len(sequences) > 1
+    if not too_big:
+        try:
+            return score(sequences)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            if len(sequences) == 1:
+                raise RuntimeError(f"one row of {padded} tokens does not fit in memory on {device}: lower max_length") from err
+        # outside the except block, so the traceback no longer pins the failed batch's tensors
+        free_memory(device)
+        backoff.splits += 1
+        backoff.ceiling = padded if backoff.ceiling is None else min(backoff.ceiling, padded)
+        log.warning(
+            "%s: out of memory on %d rows × %d tokens; splitting the batch", device, len(sequences), padded // len(sequences)
+        )
+    half = len(sequences) // 2
+    return np.concatenate(
+        [
+            score_with_backoff(score, sequences[:half], device, backoff),
+            score_with_backoff(score, sequences[half:], device, backoff),
+        ]
+    )

@@ -4,7 +4,8 @@
 RANK, LOCAL_RANK and WORLD_SIZE set; `join()` turns them into one process group (NCCL on CUDA, gloo on
 CPU) and gives each rank its device. Every rank builds the same model from the same seed (with 4-bit
 QLoRA each holds its own quantized copy), runs its share of each optimizer step's micro-batches, and
-DistributedDataParallel averages the gradients. Rank 0 alone writes files.
+DistributedDataParallel averages the gradients. Prediction is shared the same way (`sharded_predict`): each
+rank scores 1/world of the rows, balanced by length, and every rank gets them all back. Rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -77,3 +79,21 @@ def leave() -> None:
     """Ends the process group this process joined (torchrun expects every rank to)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def sharded_predict(estimator, frame) -> np.ndarray:
+    """`estimator.predict_proba(frame)` with the rows shared among the ranks of the process group: rank r scores
+    every world-th row in order of decreasing text length (so each gets about the same tokens), and the
+    probabilities of all ranks come back to every rank in row order. Without a process group, the plain call."""
+    ranks = current_ranks()
+    if ranks.world == 1:
+        return estimator.predict_proba(frame)
+    columns = [c for c in ("prompt", "response_a", "response_b") if c in frame.columns]
+    lengths = frame[columns].map(lambda turns: sum(len(t or "") for t in turns)).sum(axis=1).to_numpy() if columns else None
+    order = np.argsort(-lengths, kind="stable") if lengths is not None else np.arange(len(frame))
+    mine = np.sort(order[ranks.rank :: ranks.world])
+    probs = estimator.predict_proba(frame.iloc[mine]) if len(mine) else np.zeros((0, 3))
+    out = np.full((len(frame), 3), np.nan)
+    for rows, part in gather_objects((mine, np.asarray(probs, dtype=np.float64))):
+        out[rows] = part
+    return out

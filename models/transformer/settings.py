@@ -8,6 +8,7 @@ from competition.config import finite, require
 from models.backbone import BackboneConfig
 
 HEADS = ("cross", "reward")
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention")
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class ModelConfig(BackboneConfig):
     head: str = "cross"  # cross: 3-way head on (prompt, A, B); reward: shared scalar head on (prompt, A), (prompt, B)
     max_length: int = 512
     frozen_layers: int = 0  # the first N transformer layers get no updates (and no adapters)
+    # true, false, or "auto": on only when training would not fit the GPU's memory without it (never on CPU)
+    gradient_checkpointing: bool | str = False
+    # auto: eager for soft-capped models (Gemma-2; flash_attention_2 when installed on CUDA >= 8.0), sdpa otherwise.
+    # A fold model saves the implementation it trained with and is scored with it (models/transformer/attention.py)
+    attn_implementation: str = "auto"
     random_init: bool = False  # benchmarks only: weights drawn from the config at model_path, no checkpoint read
 
     def __post_init__(self) -> None:
@@ -24,6 +30,8 @@ class ModelConfig(BackboneConfig):
         require(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
         require(8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576 tokens")
         require(self.frozen_layers >= 0, "frozen_layers", "must be >= 0")
+        require(self.gradient_checkpointing in (True, False, "auto"), "gradient_checkpointing", "must be true, false or auto")
+        require(self.attn_implementation in ATTENTION, "attn_implementation", f"must be one of {', '.join(ATTENTION)}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,12 @@ class TrainConfig:
     swap_augment: bool = True  # each example is shown with A and B exchanged with probability 1/2
     swap_average: bool = True  # predictions average the input and its A/B-swapped twin
     predict_tokens: int = 16384  # token budget of one prediction batch
+    # GPU throughput switches (models/transformer/steps.py): each step's rows cut into forward passes of at most this
+    # many padded tokens instead of batch_size rows (cross head; same gradient); rows of `bucket_batches` micro-batches
+    # length-sorted together (1: no bucketing); AdamW's fused kernel where torch has one
+    micro_batch_tokens: int | None = None
+    bucket_batches: int = 16
+    fused_optimizer: bool = False
     max_train_rows: int | None = None  # subsample each fold's training part (CPU runs)
     max_valid_rows: int | None = None  # subsample each fold's scored part (CPU runs)
     only_folds: tuple[int, ...] = ()  # train these folds only; empty: all
@@ -59,6 +73,10 @@ class TrainConfig:
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1 (or unset)")
         require(self.checkpoint_every >= 1, "checkpoint_every", "must be at least 1")
         require(self.predict_tokens >= 1, "predict_tokens", "must be at least 1")
+        require(
+            self.micro_batch_tokens is None or self.micro_batch_tokens >= 8, "micro_batch_tokens", "must be at least 8 (or unset)"
+        )
+        require(self.bucket_batches >= 1, "bucket_batches", "must be at least 1")
         for name in ("max_train_rows", "max_valid_rows", "stop_after_steps"):
             value = getattr(self, name)
             require(value is None or value >= 1, name, "must be at least 1 (or unset)")

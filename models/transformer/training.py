@@ -25,14 +25,15 @@ from models.backbone import load_classifier, load_trainable_state, trainable_in_
 from models.transformer.batches import autocast
 from models.transformer.distributed import barrier, current_ranks, gather_objects, mean_over_ranks
 from models.transformer.heads import RewardPair, training_logits
+from models.transformer.packing import encode_pairs
 from models.transformer.settings import ModelConfig, TrainConfig
+from models.transformer.steps import checkpointing_needed, make_optimizer, token_micro_batches
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSS_WINDOW = 50  # steps averaged for the loss shown while training
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
-MEGABATCH = 16  # micro-batches whose rows are length-sorted together (less padding, still shuffled)
 
 
 def n_layers(model) -> int:
@@ -40,9 +41,9 @@ def n_layers(model) -> int:
     return max(found) + 1 if found else 0
 
 
-def build_model(cfg: ModelConfig, device: torch.device, seed: int):
+def build_model(cfg: ModelConfig, device: torch.device, seed: int, train: TrainConfig | None = None):
     """(tokenizer, network) ready to train: frozen first layers, LoRA adapters or full fine-tune, the cross or
-    reward head, trainable parameters in float32.
+    reward head, trainable parameters in float32; gradient checkpointing as set (`auto` decides from `train`).
 
     4-bit bases are prepared by hand rather than by peft's `prepare_model_for_kbit_training`, which upcasts
     every non-quantized weight to float32 (Gemma-2-9B's 0.9B-parameter embedding alone is 3.7 GB): here the
@@ -51,12 +52,19 @@ def build_model(cfg: ModelConfig, device: torch.device, seed: int):
     torch.manual_seed(seed)  # the fresh head (and adapters) start the same way on every run and every rank
     labels = 1 if cfg.head == "reward" else 3
     tokenizer, model = load_classifier(
-        cfg.resolved_path(), device, cfg.dtype, cfg.quantize_4bit, random_init=cfg.random_init, num_labels=labels
+        cfg.resolved_path(),
+        device,
+        cfg.dtype,
+        cfg.quantize_4bit,
+        random_init=cfg.random_init,
+        num_labels=labels,
+        attention=cfg.attn_implementation,
     )
     depth = n_layers(model)
     if cfg.frozen_layers >= max(depth, 1):
         raise InputError(f"model.frozen_layers={cfg.frozen_layers} freezes all {depth} layers")
-    if cfg.gradient_checkpointing:
+    auto = cfg.gradient_checkpointing == "auto" and train is not None
+    if cfg.gradient_checkpointing is True or (auto and checkpointing_needed(cfg, train, model.config.to_dict(), device)):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
         layers = list(range(cfg.frozen_layers, depth)) if cfg.frozen_layers else None
@@ -80,8 +88,8 @@ def batch_schedule(text_lengths: np.ndarray, cfg: TrainConfig, n_micro: int) -> 
         perm = rng.permutation(n)
         swaps = rng.random(n) < 0.5 if cfg.swap_augment else np.zeros(n, dtype=bool)
         epoch = []
-        for start in range(0, n, cfg.batch_size * MEGABATCH):
-            chunk = perm[start : start + cfg.batch_size * MEGABATCH]
+        for start in range(0, n, cfg.batch_size * cfg.bucket_batches):
+            chunk = perm[start : start + cfg.batch_size * cfg.bucket_batches]
             chunk = chunk[np.argsort(-text_lengths[chunk], kind="stable")]
             epoch += [chunk[i : i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size)]
         out += [(epoch[i], swaps[epoch[i]]) for i in rng.permutation(len(epoch))]
@@ -117,6 +125,9 @@ def _fingerprint(targets: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, 
         "total": total,
         "seed": cfg.seed,
         "world": world,
+        # the switches that change which rows a step takes or how they are cut (absent at their defaults)
+        **({"bucket": cfg.bucket_batches} if cfg.bucket_batches != TrainConfig.bucket_batches else {}),
+        **({"micro_tokens": cfg.micro_batch_tokens} if cfg.micro_batch_tokens else {}),
     }
 
 
@@ -196,7 +207,12 @@ def train_classifier(
     total = count_steps(len(frame), cfg, ranks.world)
     schedule = batch_schedule(text_lengths(frame), cfg, total * micro_per_step)
     params = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(params, cfg, device)
+    packed = None
+    if cfg.micro_batch_tokens:
+        if model_cfg.head != "cross":
+            raise InputError("train.micro_batch_tokens cuts the cross head's passes; the reward head batches its own way")
+        packed = np.fromiter(map(len, encode_pairs(tokenizer, frame, model_cfg.max_length)), dtype=np.int64, count=len(frame))
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), max(total, 1))
     # float16 activations need loss scaling; bfloat16 and float32 do not (the scaler is then a no-op)
     half = network.get_input_embeddings().weight.dtype == torch.float16
@@ -217,19 +233,20 @@ def train_classifier(
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
         mine = schedule[step * micro_per_step : (step + 1) * micro_per_step][ranks.rank :: ranks.world]
-        for i, (rows, swapped) in enumerate(mine):
+        passes = token_micro_batches(mine, packed, cfg.micro_batch_tokens) if packed is not None else [(*m, None) for m in mine]
+        for i, (rows, swapped, row_weight) in enumerate(passes):
             wanted = targets[rows]
             wanted = np.where(swapped[:, None], swap_probabilities(wanted), wanted)
             # gradients are averaged across ranks on the last micro-batch of the step only
-            sync = runner.no_sync() if ranks.world > 1 and i < len(mine) - 1 else contextlib.nullcontext()
+            sync = runner.no_sync() if ranks.world > 1 and i < len(passes) - 1 else contextlib.nullcontext()
             with sync:
                 with autocast(network, device):
                     logits = training_logits(
                         runner, model_cfg.head, tokenizer, frame.iloc[rows], swapped, model_cfg.max_length, device
                     )
                 log_probs = torch.log_softmax(logits.float(), dim=-1)
-                loss = -(torch.as_tensor(wanted, dtype=torch.float32, device=device) * log_probs).sum(dim=-1).mean()
-                loss = loss / cfg.grad_accum
+                row_losses = -(torch.as_tensor(wanted, dtype=torch.float32, device=device) * log_probs).sum(dim=-1)
+                loss = row_losses.mean() / cfg.grad_accum if row_weight is None else row_losses.sum() * row_weight
                 scaler.scale(loss).backward()
             step_loss += loss.item()
         scaler.unscale_(optimizer)
