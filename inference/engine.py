@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from competition.atomic import write_text_atomic
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS, swap_probabilities
 from competition.predictions import load_predictions, probabilities_for
+from inference import gpu_plan
 from inference.backends import open_backend
 from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency
 from inference.config import PLACEMENTS, InferenceConfig
@@ -276,6 +277,31 @@ def infer_frame(
         ],
     }
     return probs, stats
+
+
+def decided(cfg: InferenceConfig) -> InferenceConfig:
+    """`cfg` with the dtype and tensor parallelism the plan gives for this machine's GPUs, before
+    any work; unchanged on CPUs and on the Ray engine (the driver may have no GPUs: each actor's backend applies the
+    same rules when it opens, `check_on_device`)."""
+    devices = parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local")
+    if cfg.workers.engine != "local" or not any(d.startswith("cuda") for d in devices):
+        return cfg
+    m = cfg.model
+    decision = gpu_plan.plan(
+        gpu_plan.model_config(m.path, m.base_models),
+        m.backend,
+        m.dtype,
+        m.quantize_4bit,
+        gpu_plan.visible_gpus(devices),
+        m.tensor_parallel,
+    )
+    log.info(
+        "GPU plan: %s, tensor parallel %d, %.1f GiB of weights per GPU",
+        decision.dtype,
+        decision.tensor_parallel,
+        decision.weight_gib_per_gpu,
+    )
+    return replace(cfg, model=replace(m, dtype=decision.dtype, tensor_parallel=decision.tensor_parallel))
 
 
 def _run(cfg: InferenceConfig, factory, devices, threads, jobs, on_message):

@@ -137,30 +137,6 @@ def model_config(model_path: str, base_models=()) -> dict:
     return read_json_object(Path(tokenizer_dir(model_path, base_models)) / "config.json")
 
 
-def decided(cfg):
-    """`cfg` (an InferenceConfig) with the dtype and tensor parallelism the plan gives for this machine's GPUs, before
-    any work; unchanged on CPUs and on the Ray engine (the driver may have no GPUs: each actor's backend applies the
-    same rules when it opens, `check_on_device`)."""
-    from dataclasses import replace
-
-    from inference.workers import parse_devices
-
-    devices = parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local")
-    if cfg.workers.engine != "local" or not any(d.startswith("cuda") for d in devices):
-        return cfg
-    m = cfg.model
-    decision = plan(
-        model_config(m.path, m.base_models), m.backend, m.dtype, m.quantize_4bit, visible_gpus(devices), m.tensor_parallel
-    )
-    log.info(
-        "GPU plan: %s, tensor parallel %d, %.1f GiB of weights per GPU",
-        decision.dtype,
-        decision.tensor_parallel,
-        decision.weight_gib_per_gpu,
-    )
-    return replace(cfg, model=replace(m, dtype=decision.dtype, tensor_parallel=decision.tensor_parallel))
-
-
 def check_on_device(spec, device: str) -> None:
     """The plan's refusals inside a worker that opens `spec` on `device` (a GPU). Not for vLLM: reading the GPU's
     facts starts CUDA in the worker, which vLLM's engine process must not inherit (`decided` checks it before the

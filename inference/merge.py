@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -27,11 +26,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from competition.errors import InputError
-from competition.rundir import MANIFEST_FILE, check_outputs, file_digest, run_kind, staged_unit
+from competition.rundir import check_outputs, file_digest, staged_unit
+from inference.sources import MERGED_KIND, load_saved_classifier, merged_facts
 
 log = logging.getLogger(__name__)
 
-MERGED_KIND = "merged-model"
 MERGED_SUFFIX = "-merged"
 
 
@@ -66,14 +65,6 @@ def merge_facts(fold_model_dir: str | Path, dtype: str, base_models=()) -> dict:
     }
 
 
-def merged_facts(target_dir: str | Path) -> dict | None:
-    """The facts an earlier merge recorded in `target_dir`, or None when it holds no merge."""
-    target_dir = Path(target_dir)
-    if run_kind(target_dir) != MERGED_KIND:
-        return None
-    return json.loads((target_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("facts")
-
-
 def merge_fold_model(
     fold_model_dir: str | Path, target_dir: str | Path, dtype: str = "auto", device: str = "cpu", base_models=()
 ) -> Path:
@@ -95,7 +86,6 @@ def merge_fold_model(
 
 
 def _write_merged(fold_model_dir: Path, target_dir: Path, facts: dict, device: str, base_models=()) -> Path:
-    from inference.sources import load_saved_classifier
     from models.backbone import resolve_dtype
 
     check_outputs([target_dir], [fold_model_dir, facts["base"]])

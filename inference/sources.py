@@ -19,10 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from competition.errors import InputError
+from competition.rundir import MANIFEST_FILE, run_kind
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 1536
+MERGED_KIND = "merged-model"  # a fold model merged into a plain Hugging Face folder (inference/merge.py)
 MERGED_4BIT = (
     "was trained on a 4-bit base: merged weights score it as another function (probabilities move); score it in "
     "4-bit (model.quantize_4bit = true), or set model.accept_merged_4bit = true to accept the difference"
@@ -36,6 +38,14 @@ def tokenizer_dir(model_path: str | Path, base_models=()) -> str:
     if saved_settings(model_path) is None:
         return str(model_path)
     return fold_model_settings(model_path, base_models)[0].model_path
+
+
+def merged_facts(target_dir: str | Path) -> dict | None:
+    """The facts an earlier merge recorded in `target_dir`, or None when it holds no merge."""
+    target_dir = Path(target_dir)
+    if run_kind(target_dir) != MERGED_KIND:
+        return None
+    return json.loads((target_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("facts")
 
 
 def check_source(model_path: str | Path, base_models=(), random_init: bool = False) -> None:
@@ -53,7 +63,6 @@ def check_source(model_path: str | Path, base_models=(), random_init: bool = Fal
 def check_vllm_source(model_path: str | Path, base_models=()) -> None:
     """vLLM soft-caps Gemma-2's attention whatever it is told: a fold model, or the merge of one, trained without
     the cap is refused (models/transformer/attention.py)."""
-    from inference.merge import merged_facts
     from models.transformer.attention import check_vllm_attention
     from models.transformer.estimator import fold_model_settings, saved_settings
     from models.transformer.model_files import read_json_object
@@ -69,8 +78,6 @@ def check_vllm_source(model_path: str | Path, base_models=()) -> None:
 
 def check_merged_source(model_path: str | Path, accept_merged_4bit: bool) -> None:
     """A merged folder (inference/merge.py) of a fold model trained in 4 bits is refused unless accepted."""
-    from inference.merge import merged_facts
-
     facts = merged_facts(model_path)
     if facts and facts.get("trained_4bit") and not accept_merged_4bit:
         raise InputError(f"this merged model {MERGED_4BIT}", model_path)

@@ -13,8 +13,7 @@ from competition.errors import InputError
 from competition.predictions import TEST_FILE, save_predictions
 from competition.rundir import RunKind, check_run, run_kind, write_manifest
 from inference.config import InferenceConfig, ModelConfig
-from inference.engine import CONFIG_FILE, SHARD_DIR, SUMMARY_FILE, infer_frame
-from inference.gpu_plan import decided
+from inference.engine import CONFIG_FILE, SHARD_DIR, SUMMARY_FILE, decided, infer_frame
 from inference.sources import check_source, tokenizer_dir
 from inference.workers import BackendFactory
 

@@ -231,8 +231,7 @@ def engine_probabilities(model_dir: Path, settings, test, cfg: SubmitConfig, sha
     budget it was trained and scored with."""
     from inference.config import BatchConfig, InferenceConfig, SwapConfig, WorkerConfig
     from inference.config import ModelConfig as EngineModel
-    from inference.engine import infer_frame
-    from inference.gpu_plan import decided
+    from inference.engine import decided, infer_frame
     from inference.sources import tokenizer_dir
     from models.backbone import load_tokenizer
 

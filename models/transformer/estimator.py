@@ -82,6 +82,7 @@ def fold_model_settings(directory: str | Path, base_models=(), device=None) -> t
     """The configs to rebuild a saved classifier with: model_path is its base, found among `base_models` (else where
     it was trained) and checked by identity; with `device`, the attention implementation it trained with, or one
     computing the same function where that cannot run."""
+    from models.backbone import load_tokenizer
     from models.transformer.attention import scoring_attention
     from models.transformer.model_files import locate_base, read_json_object, safetensors_header
 
@@ -94,7 +95,7 @@ def fold_model_settings(directory: str | Path, base_models=(), device=None) -> t
     recorded = [model_cfg.model_path, _package_dir(model_cfg.model_package)]
     identity = saved.get("base")
     if isinstance(identity, dict):
-        path = locate_base(identity, list(base_models), recorded, directory)
+        path = locate_base(identity, list(base_models), recorded, directory, load_tokenizer)
     else:  # saved before bases were recorded by identity: nothing to check them against
         log.warning("%s records no base model identity (an older version saved it): its base is not checked", directory)
         path = next((str(p) for p in [*base_models, *recorded] if p and Path(p).is_dir()), model_cfg.model_path)

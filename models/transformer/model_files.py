@@ -189,10 +189,9 @@ def base_identity(model_dir: str | Path, tokenizer) -> dict:
     }
 
 
-def identity_differences(expected: dict, model_dir: Path) -> list[str]:
-    """What of `expected` `model_dir` does not match, in words (config first: it is the cheapest to read)."""
-    from models.backbone import load_tokenizer
-
+def identity_differences(expected: dict, model_dir: Path, load_tokenizer) -> list[str]:
+    """What of `expected` `model_dir` does not match, in words (config first: it is the cheapest to read).
+    `load_tokenizer(folder)` reads a tokenizer (models/backbone.py's, passed in: that module checks folders here)."""
     try:
         if config_digest(read_json_object(model_dir / CONFIG_FILE)) != expected.get("config_sha256"):
             return ["different config"]
@@ -204,7 +203,9 @@ def identity_differences(expected: dict, model_dir: Path) -> list[str]:
     return [f"different {part}" for part in ("tokenizer", "weights") if found[f"{part}_sha256"] != expected.get(f"{part}_sha256")]
 
 
-def locate_base(expected: dict, candidates: list, recorded: list, owner: str | Path, flag: str = "--base-model") -> str:
+def locate_base(
+    expected: dict, candidates: list, recorded: list, owner: str | Path, load_tokenizer, flag: str = "--base-model"
+) -> str:
     """The folder holding the base `expected` describes: among `candidates` (given by the user, in order), or when
     none are given among `recorded` (where it was at training, an installed model package). InputError naming `flag`
     when none matches: a folder given is never passed over for one recorded."""
@@ -215,7 +216,7 @@ def locate_base(expected: dict, candidates: list, recorded: list, owner: str | P
         if not path.is_dir():
             tried.append(f"{candidate} (not found)")
             continue
-        differences = identity_differences(expected, path)
+        differences = identity_differences(expected, path, load_tokenizer)
         if not differences:
             return str(candidate)
         tried.append(f"{candidate} ({', '.join(differences)})")
