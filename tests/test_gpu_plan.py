@@ -110,7 +110,7 @@ def test_infer_on_the_ray_engine_hands_gpu_workers_to_ray_from_a_driver_without_
 
     import inference.ray_engine
     from inference.config import InferenceConfig, ModelConfig, WorkerConfig
-    from stages.infer import run
+    from stages.infer import run_infer
 
     handed = {}
 
@@ -131,5 +131,5 @@ def test_infer_on_the_ray_engine_hands_gpu_workers_to_ray_from_a_driver_without_
     )
     cfg = replace(cfg, data=replace(cfg.data, test=test))
     with pytest.raises(Handed):
-        run(cfg)
+        run_infer(cfg)
     assert handed == {"devices": ["cuda:0", "cuda:1"], "jobs": 1}
