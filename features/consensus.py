@@ -7,49 +7,76 @@ prompt, so a validation prompt's responses all sit in the validation fold.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
+from scipy import sparse
 
-from features.text import RESPONSES, SIDES, WORDS_SUFFIX
+from features.text import ID_SUFFIX, RESPONSES, SIDES, WORDS_SUFFIX
 
 VERSION = 2
 
 
 def _response_table(tf: pl.DataFrame) -> pl.DataFrame:
-    parts = [
-        tf.select(
-            pl.col("group").cast(pl.String),
-            pl.col(c).hash().alias("key"),
-            pl.col(c + WORDS_SUFFIX).alias("words"),
-            pl.col(c).str.len_chars().alias("chars"),
-        )
-        for c in RESPONSES
-    ]
-    table = pl.concat(parts).unique(subset=["group", "key"], maintain_order=True)
-    # The self-join below copies every word list many times: integers copy and intersect far faster than strings.
-    hashed = table.select(pl.int_range(pl.len()).alias("rid"), "words").explode("words").with_columns(pl.col("words").hash())
-    hashed = hashed.group_by("rid", maintain_order=True).agg(pl.col("words").drop_nulls())
-    return (
-        table.drop("words")
-        .with_row_index("rid")
-        .with_columns(pl.col("rid").cast(pl.Int64))
-        .join(hashed.with_columns(pl.col("rid").cast(pl.Int64)), on="rid", how="left", maintain_order="left")
+    """One row per distinct answer to each prompt: group, key (the text's id), words, chars."""
+    answers = pl.concat(
+        [
+            tf.select(
+                pl.col("group").cast(pl.String), pl.col(c + ID_SUFFIX).alias("key"), pl.col(c).str.len_chars().alias("chars")
+            )
+            for c in RESPONSES
+        ]
+    ).with_row_index("row")
+    table = answers.unique(subset=["group", "key"], keep="first", maintain_order=True)
+    # the word lists are the bulky part: gathered only for the distinct answers
+    words = pl.concat([tf[c + WORDS_SUFFIX] for c in RESPONSES], rechunk=False).gather(table["row"])
+    return table.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("rid"),
+        "group",
+        "key",
+        # no words: null, not an empty set (a pair with such an answer has no agreement value)
+        pl.when(words.list.len() > 0).then(words).alias("words"),
+        "chars",
+    )
+
+
+def _shared_words(table: pl.DataFrame) -> pl.DataFrame:
+    """(rid, rid_o, shared): how many words each two answers to one prompt share, for pairs sharing any.
+
+    One sparse product of the answers × (prompt, word) incidence matrix: its columns are per prompt, so
+    answers to different prompts never meet, and the cost follows the shared words rather than the pairs.
+    """
+    cells = table.select("rid", pl.col("group").rank("dense").alias("g"), "words").explode("words").drop_nulls("words")
+    columns = cells.select(pl.struct("g", "words").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
+    incidence = sparse.csr_matrix(
+        (np.ones(cells.height, np.int32), (cells["rid"].to_numpy(), columns)),
+        shape=(table.height, int(columns.max(initial=-1)) + 1),
+    )
+    product = (incidence @ incidence.T).tocoo()
+    return pl.DataFrame(
+        {"rid": product.row, "rid_o": product.col, "shared": product.data}, schema_overrides={"rid": pl.Int64, "rid_o": pl.Int64}
     )
 
 
 def _typicality(table: pl.DataFrame) -> pl.DataFrame:
-    others = table.select("group", pl.col("rid").alias("rid_o"), pl.col("words").alias("words_o"))
-    pairs = table.select("group", "rid", "words").join(others, on="group").filter(pl.col("rid") != pl.col("rid_o"))
-    shared = pl.col("words").list.set_intersection("words_o").list.len()
-    union = pl.col("words").list.len() + pl.col("words_o").list.len() - shared
+    sizes = table.select("group", "rid", pl.col("words").list.len().alias("size"))
+    others = sizes.select("group", pl.col("rid").alias("rid_o"), pl.col("size").alias("size_o"))
+    pairs = (
+        sizes.join(others, on="group")
+        .filter(pl.col("rid") != pl.col("rid_o"))
+        .join(_shared_words(table), on=["rid", "rid_o"], how="left")
+    )
+    # an answer without words shares nothing with anyone: its pairs get no agreement value (null)
+    shared = pl.when(pl.col("size").is_not_null() & pl.col("size_o").is_not_null()).then(pl.col("shared").fill_null(0))
+    union = pl.col("size") + pl.col("size_o") - shared
     pairs = pairs.with_columns((shared / pl.max_horizontal(union, 1)).alias("j"))
     # sorted before the mean: the sum then runs in one order whatever the file's row order or blocks (exact equality)
     agreement = pairs.group_by("rid").agg(pl.col("j").sort().mean().alias("agreement"), pl.col("j").max().alias("closest"))
-    sizes = table.group_by("group").agg(
+    per_prompt = table.group_by("group").agg(
         pl.col("chars").median().alias("median_chars"), pl.len().cast(pl.Float64).alias("distinct")
     )
     return (
         table.join(agreement, on="rid", how="left")
-        .join(sizes, on="group", how="left")
+        .join(per_prompt, on="group", how="left")
         .with_columns(
             (pl.col("chars").log1p() - pl.col("median_chars").log1p()).alias("chars_vs_median"),
             ((pl.col("chars").rank("average").over("group") - 1) / pl.max_horizontal(pl.col("distinct") - 1, 1)).alias(
@@ -63,7 +90,7 @@ def _typicality(table: pl.DataFrame) -> pl.DataFrame:
 def consensus_features(tf: pl.DataFrame) -> pl.DataFrame:
     stats = _typicality(_response_table(tf))
     measures = ("agreement", "closest", "chars_vs_median", "length_rank")
-    rows = tf.select(pl.col("group").cast(pl.String), *(pl.col(c).hash().alias(f"key_{SIDES[c]}") for c in RESPONSES))
+    rows = tf.select(pl.col("group").cast(pl.String), *(pl.col(c + ID_SUFFIX).alias(f"key_{SIDES[c]}") for c in RESPONSES))
     out = []
     for column in RESPONSES:
         side = SIDES[column]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from features.paired import paired
+from features.text import distinct_select
 
 VERSION = 2
 # A rough BPE token count: words plus punctuation marks. One character-class pass costs half of a
@@ -26,9 +27,12 @@ def _measures(column: str) -> dict[str, pl.Expr]:
 
 def length_features(tf: pl.DataFrame) -> pl.DataFrame:
     per_response = paired(tf, "lengths", _measures, logratio=COUNTS)
-    prompt = tf.select(
-        pl.col("prompt").str.len_chars().cast(pl.Float64).alias("lengths__prompt_chars"),
-        pl.col("prompt_word_count").cast(pl.Float64).alias("lengths__prompt_words"),
-        pl.col("prompt_turns").cast(pl.Float64).alias("lengths__prompt_turns"),
+    prompt = distinct_select(
+        tf,
+        [
+            pl.col("prompt").str.len_chars().cast(pl.Float64).alias("lengths__prompt_chars"),
+            pl.col("prompt_word_count").cast(pl.Float64).alias("lengths__prompt_words"),
+            pl.col("prompt_turns").cast(pl.Float64).alias("lengths__prompt_turns"),
+        ],
     )
     return pl.concat([per_response, prompt], how="horizontal")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from features.paired import paired
+from features.text import distinct_select
 
 VERSION = 1
 PATTERNS = {
@@ -29,10 +30,6 @@ def _counts(column: str) -> dict[str, pl.Expr]:
 
 def markdown_features(tf: pl.DataFrame) -> pl.DataFrame:
     out = paired(tf, "markdown", _counts, logratio=tuple(PATTERNS))
-    prompt_code = tf.select(
-        pl.col("prompt")
-        .str.contains(r"```|\bcode\b|\bpython\b|\bfunction\b|\bscript\b|\bSQL\b|\bjava", literal=False)
-        .cast(pl.Float64)
-        .alias("markdown__prompt_asks_code")
-    )
+    asks_code = pl.col("prompt").str.contains(r"```|\bcode\b|\bpython\b|\bfunction\b|\bscript\b|\bSQL\b|\bjava", literal=False)
+    prompt_code = distinct_select(tf, [asks_code.cast(pl.Float64).alias("markdown__prompt_asks_code")])
     return pl.concat([out, prompt_code], how="horizontal")

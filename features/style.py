@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from features.paired import paired
+from features.text import distinct_select
 
 VERSION = 2
 # Shares are estimated on each text's opening: the full texts cost 3x more and the shares barely move.
@@ -32,5 +33,5 @@ def _texture(column: str) -> dict[str, pl.Expr]:
 
 def style_features(tf: pl.DataFrame) -> pl.DataFrame:
     out = paired(tf, "style", _texture)
-    prompt_script = tf.select(_share("prompt", r"[^\x00-\x7F]").alias("style__prompt_non_ascii_share"))
+    prompt_script = distinct_select(tf, [_share("prompt", r"[^\x00-\x7F]").alias("style__prompt_non_ascii_share")])
     return pl.concat([out, prompt_script], how="horizontal")
