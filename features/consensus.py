@@ -7,11 +7,9 @@ prompt, so a validation prompt's responses all sit in the validation fold.
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
-from scipy import sparse
 
-from features.text import ID_SUFFIX, RESPONSES, SIDES, WORDS_SUFFIX
+from features.text import ID_SUFFIX, RESPONSES, SHARED_AB, SIDES, WORDS_SUFFIX
 
 VERSION = 2
 
@@ -39,34 +37,36 @@ def _response_table(tf: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _shared_words(table: pl.DataFrame) -> pl.DataFrame:
-    """(rid, rid_o, shared): how many words each two answers to one prompt share, for pairs sharing any.
-
-    One sparse product of the answers × (prompt, word) incidence matrix: its columns are per prompt, so
-    answers to different prompts never meet, and the cost follows the shared words rather than the pairs.
-    """
-    cells = table.select("rid", pl.col("group").rank("dense").alias("g"), "words").explode("words").drop_nulls("words")
-    columns = cells.select(pl.struct("g", "words").rank("dense").cast(pl.Int64) - 1).to_series().to_numpy()
-    incidence = sparse.csr_matrix(
-        (np.ones(cells.height, np.int32), (cells["rid"].to_numpy(), columns)),
-        shape=(table.height, int(columns.max(initial=-1)) + 1),
+def _known_overlaps(tf: pl.DataFrame) -> pl.DataFrame:
+    """(key, key_o, shared) for the answer pairs that are rows of the file, both ways round: the text frame has
+    counted their shared words already, and on most files every pair of answers to a prompt is a row."""
+    rows = tf.select(
+        pl.col("response_a" + ID_SUFFIX).alias("key"),
+        pl.col("response_b" + ID_SUFFIX).alias("key_o"),
+        pl.col(SHARED_AB).alias("shared"),
     )
-    product = (incidence @ incidence.T).tocoo()
-    return pl.DataFrame(
-        {"rid": product.row, "rid_o": product.col, "shared": product.data}, schema_overrides={"rid": pl.Int64, "rid_o": pl.Int64}
-    )
+    swapped = rows.select(pl.col("key_o").alias("key"), pl.col("key").alias("key_o"), "shared")
+    return pl.concat([rows, swapped]).unique(subset=["key", "key_o"])
 
 
-def _typicality(table: pl.DataFrame) -> pl.DataFrame:
-    sizes = table.select("group", "rid", pl.col("words").list.len().alias("size"))
-    others = sizes.select("group", pl.col("rid").alias("rid_o"), pl.col("size").alias("size_o"))
+def _typicality(table: pl.DataFrame, tf: pl.DataFrame) -> pl.DataFrame:
+    sizes = table.select("group", "rid", "key", pl.col("words").list.len().alias("size"))
+    others = sizes.select("group", *(pl.col(c).alias(f"{c}_o") for c in ("rid", "key", "size")))
+    both_have_words = pl.col("size").is_not_null() & pl.col("size_o").is_not_null()
     pairs = (
         sizes.join(others, on="group")
         .filter(pl.col("rid") != pl.col("rid_o"))
-        .join(_shared_words(table), on=["rid", "rid_o"], how="left")
+        .join(_known_overlaps(tf), on=["key", "key_o"], how="left")
     )
-    # an answer without words shares nothing with anyone: its pairs get no agreement value (null)
-    shared = pl.when(pl.col("size").is_not_null() & pl.col("size_o").is_not_null()).then(pl.col("shared").fill_null(0))
+    # answers to one prompt that never share a row: their word sets are intersected here
+    todo = pairs.filter(pl.col("shared").is_null() & both_have_words).select("rid", "rid_o")
+    words = table["words"]
+    counted = todo.with_columns(
+        words.gather(todo["rid"]).list.set_intersection(words.gather(todo["rid_o"])).list.len().alias("counted")
+    )
+    pairs = pairs.join(counted, on=["rid", "rid_o"], how="left")
+    # an answer without words (null) gets no agreement value with anyone
+    shared = pl.when(both_have_words).then(pl.coalesce("shared", "counted"))
     union = pl.col("size") + pl.col("size_o") - shared
     pairs = pairs.with_columns((shared / pl.max_horizontal(union, 1)).alias("j"))
     # sorted before the mean: the sum then runs in one order whatever the file's row order or blocks (exact equality)
@@ -88,7 +88,7 @@ def _typicality(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def consensus_features(tf: pl.DataFrame) -> pl.DataFrame:
-    stats = _typicality(_response_table(tf))
+    stats = _typicality(_response_table(tf), tf)
     measures = ("agreement", "closest", "chars_vs_median", "length_rank")
     rows = tf.select(pl.col("group").cast(pl.String), *(pl.col(c + ID_SUFFIX).alias(f"key_{SIDES[c]}") for c in RESPONSES))
     out = []

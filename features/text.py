@@ -52,10 +52,11 @@ def _with_words(tf: pl.DataFrame) -> pl.DataFrame:
     hashed = distinct.select(pl.col("row").alias("id"), pieces.list.eval(pl.element().hash()).alias("words"))
     hashed = hashed.with_columns(pl.col("words").list.eval(pl.element().filter(pl.element() != pl.lit("").hash())))
     words = hashed.select("id", pl.col("words").list.len().alias("word_count"), pl.col("words").list.unique())
-    per_text = ids.to_frame().join(words, on="id", how="left", maintain_order="left")
+    if distinct.height < stacked.height:
+        words = ids.to_frame().join(words, on="id", how="left", maintain_order="left")
     n = tf.height
     parts = [
-        per_text.slice(k * n, n).select(
+        words.slice(k * n, n).select(
             pl.col("id").alias(part + ID_SUFFIX),
             pl.col("word_count").alias(part + WORD_COUNT_SUFFIX),
             pl.col("words").alias(part + WORDS_SUFFIX),
@@ -87,6 +88,8 @@ def distinct_select(frame: pl.DataFrame, exprs: list[pl.Expr]) -> pl.DataFrame:
     keys = sorted({key for root in roots for key in identity(root)})
     keyed = frame.select(keys).with_row_index("row")
     first = keyed.unique(subset=keys, keep="first", maintain_order=True).with_row_index("slot")
+    if first.height == frame.height:  # nothing repeats (a file of distinct texts): no gathering
+        return frame.lazy().select(exprs).collect()
     # lazily: the optimiser then computes a sub-expression that several features share (a text's opening,
     # its words shared with the prompt) once
     values = frame.select(pl.col(roots).gather(first["row"])).lazy().select(exprs).collect()

@@ -71,3 +71,19 @@ def test_feature_values_equal_the_reference(tmp_path):
     actual = reference_table(reference_input(tmp_path))
     assert list(actual.columns) == list(expected.columns)
     pd.testing.assert_frame_equal(actual, expected, check_exact=True)
+
+
+def test_a_file_without_repeated_texts_gets_the_reference_values(tmp_path):
+    """Rows whose texts appear nowhere else take the path that evaluates in place (nothing to share)."""
+    frame = reference_input(tmp_path)
+    seen, keep = set(), []
+    for row in frame[["prompt", "response_a", "response_b"]].itertuples(index=False):
+        texts = {json.dumps(turns) for turns in row}
+        keep.append(len(texts) == 3 and not texts & seen)
+        seen |= texts if keep[-1] else set()
+    subset = frame[keep].reset_index(drop=True)
+    assert len(subset) >= 6  # one row per prompt: the sample has 4 prompts, the edge rows 3
+    expected = pd.read_parquet(REFERENCE).set_index("id").loc[subset["id"]].reset_index()
+    actual = reference_table(as_alone(subset))
+    per_row = [c for c in expected.columns if not c.startswith("consensus__")]
+    pd.testing.assert_frame_equal(actual[per_row], expected[per_row], check_exact=True)
