@@ -1,12 +1,14 @@
 """Leaderboard figures, printed as JSON.
 
-1. Bradley-Terry ratings vs the `arena-rank` package (lmarena's own implementation) on real arena votes:
-   rank correlation, largest rating difference, sandwich interval widths; held-out "higher rating wins"
-   accuracy and log losses for each tie model. arena-rank is optional (requirements-bench.txt).
+1. Bradley-Terry ratings on real arena votes: fit and sandwich-interval seconds apart (median of --repeats
+   runs), 100 bootstrap rounds, the Newton ratings against the L-BFGS optimiser used before; vs the
+   `arena-rank` package (lmarena's own implementation): rank correlation, largest rating difference, sandwich
+   interval widths; held-out "higher rating wins" accuracy and log losses for each tie model. arena-rank is
+   optional (requirements-bench.txt).
 2. The model-aware predictor on arena-bench-pairs, folds from the fold table (grouped by prompt), through the
    cross-fit loop: out-of-fold log loss with and without model names (and of names-only Bradley-Terry), and
    how well per-prompt leaderboards from its predictions match the judge's grades.
-    python bench/leaderboard.py [--skip-predictor] [--skip-ratings] [--learning-rate 0.03] [--names-only]
+    python bench/leaderboard.py [--skip-predictor] [--skip-ratings] [--repeats 5] [--learning-rate 0.03] [--names-only]
 """
 
 from __future__ import annotations
@@ -70,7 +72,50 @@ def arena_rank_ratings(path: str) -> tuple[pd.DataFrame, float]:
     return table, seconds
 
 
-def ratings_section(battles: str, seed: int) -> dict:
+def timed(fn, repeats: int = 1):
+    """The result of the first call, the first call's seconds and the median over `repeats` calls."""
+    seconds, out = [], None
+    for i in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        seconds.append(time.perf_counter() - start)
+        out = result if i == 0 else out
+    return out, seconds[0], float(np.median(seconds))
+
+
+def fit_figures(frame: pd.DataFrame, cfg: LeaderboardConfig, repeats: int) -> tuple[dict, object, pd.DataFrame]:
+    """Fit (encoding, aggregation, Newton), sandwich intervals and bootstrap apart; the Newton ratings against
+    the L-BFGS optimiser used before, on the same aggregated battles."""
+    model, fit_first, fit_median = timed(lambda: fit_ratings(frame, None, cfg), repeats)
+    ours, table_first, table_median = timed(lambda: rating_table(model, frame, cfg), repeats)
+    _, boot_first, _ = timed(lambda: model.bootstrap_ratings(100, cfg.seed))
+    a, b, outcome, w, _ = model._data
+    start = np.zeros_like(model.z_)
+    (lbfgs_z, _), lbfgs_seconds, _ = timed(lambda: model._lbfgs(w, start))
+    lbfgs = np.concatenate([[0.0], lbfgs_z[: model.n_models - 1]])
+    diff = np.abs(model.ratings_ - (lbfgs - lbfgs.mean()))
+    battles = pd.concat([frame["model_a"], frame["model_b"]]).value_counts().reindex(model.models_).to_numpy()
+    gradient = {
+        name: float(np.abs(model._objective(z, a, b, outcome, w, None)[1]).max())
+        for name, z in (("newton", model.z_), ("lbfgs", lbfgs_z))
+    }
+    figures = {
+        "fit_seconds_median": round(fit_median, 4),
+        "fit_seconds_first": round(fit_first, 4),
+        "sandwich_table_seconds_median": round(table_median, 4),
+        "fit_and_sandwich_seconds_median": round(fit_median + table_median, 4),
+        "repeats": repeats,
+        "bootstrap_100_rounds_seconds": round(boot_first, 3),
+        "lbfgs_fit_seconds": round(lbfgs_seconds, 4),
+        "max_abs_rating_diff_vs_lbfgs_logits": float(diff.max()),
+        "max_abs_rating_diff_vs_lbfgs_battles_of_that_model": int(battles[diff.argmax()]),
+        "max_abs_rating_diff_vs_lbfgs_logits_models_with_50_battles": float(diff[battles >= WELL_OBSERVED].max()),
+        "max_abs_gradient": gradient,
+    }
+    return figures, model, ours
+
+
+def ratings_section(battles: str, seed: int, repeats: int) -> dict:
     cfg = LeaderboardConfig(
         name="bench",
         seed=seed,
@@ -79,14 +124,8 @@ def ratings_section(battles: str, seed: int) -> dict:
         holdout=HoldoutConfig(share=0.2),
     )
     frame = read_battles(battles)
-    start = time.perf_counter()
-    model = fit_ratings(frame, None, cfg)
-    ours = rating_table(model, frame, cfg)
-    out: dict = {
-        "battles": len(frame),
-        "models": len(ours),
-        "ours_fit_and_sandwich_seconds": round(time.perf_counter() - start, 2),
-    }
+    figures, model, ours = fit_figures(frame, cfg, repeats)
+    out: dict = {"battles": len(frame), "models": len(ours), **figures}
     try:
         reference, ref_seconds = arena_rank_ratings(battles)
     except ImportError as err:
@@ -137,6 +176,7 @@ def main() -> None:
     parser.add_argument("--pairs", default="../shared/data/arena-bench-pairs/train.csv")
     parser.add_argument("--grades", default="../shared/data/arena-bench-pairs/grades.csv")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=5, help="fit and sandwich timings: median of this many runs")
     parser.add_argument(
         "--learning-rate", type=float, default=0.1, help="LightGBM rate for the predictor (0.1: 5 folds x 2 in minutes)"
     )
@@ -148,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
     out = {}
     if not args.skip_ratings:
-        out["ratings"] = ratings_section(args.battles, args.seed)
+        out["ratings"] = ratings_section(args.battles, args.seed, args.repeats)
     if not args.skip_predictor:
         out["model_aware_predictor"] = predictor_section(args.pairs, args.grades, args.seed, args.learning_rate, args.names_only)
     print(json.dumps(out, indent=1))

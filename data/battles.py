@@ -79,12 +79,13 @@ def read_battles(path: str | Path, both_bad: str = "tie", max_rows: int | None =
 
 def encode_models(frame: pd.DataFrame, models: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Model indices for each side, sorted model names (or the given list: unknown names get -1)."""
+    # names are looked up once per distinct name, not once per battle (135k battles, 53 names)
+    (codes_a, names_a), (codes_b, names_b) = pd.factorize(frame["model_a"]), pd.factorize(frame["model_b"])
     if models is None:
-        models = sorted(set(frame["model_a"]) | set(frame["model_b"]))
-    index = {m: i for i, m in enumerate(models)}
-    a = frame["model_a"].map(index).fillna(-1).to_numpy(dtype=np.int64)
-    b = frame["model_b"].map(index).fillna(-1).to_numpy(dtype=np.int64)
-    return a, b, list(models)
+        models = sorted(set(names_a) | set(names_b))
+    index = pd.Index(models)
+    a, b = (np.append(index.get_indexer(names), -1)[codes] for codes, names in ((codes_a, names_a), (codes_b, names_b)))
+    return a.astype(np.int64), b.astype(np.int64), list(models)
 
 
 def split_battles(n: int, holdout_share: float, seed: int, how: str = "random") -> np.ndarray:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from models.bradley_terry import TIE_MODELS, BradleyTerry, aggregate, three_way
+from models import bradley_terry
+from models.bradley_terry import TIE_MODELS, BradleyTerry, aggregate, row_curvature, row_terms, three_way
 
 TRUE_TIE = {"half": 0.0, "rao-kupper": np.log(0.4), "davidson": np.log(0.6)}
 
@@ -116,3 +117,109 @@ def test_fractional_outcomes_fit_a_predicted_win_matrix():
     assert np.allclose(model.ratings_, STRENGTHS, atol=1e-4)
     with pytest.raises(ValueError):
         BradleyTerry(len(STRENGTHS), "davidson").fit(i, j, p)
+
+
+@pytest.mark.parametrize("tie_model", TIE_MODELS)
+def test_curvature_is_the_derivative_of_the_gradient(tie_model):
+    """row_curvature against central differences of row_terms' exact first derivatives, in d and in t."""
+    d = np.linspace(-4, 4, 9).repeat(3)
+    outcome = np.tile([1.0, 0.0, 0.5], 9)
+    t, step = TRUE_TIE[tie_model] + 0.2, 1e-6
+    h_dd, h_dt, h_tt = row_curvature(d, t, outcome, tie_model)
+    _, g_d_up, g_t_up = row_terms(d + step, t, outcome, tie_model)
+    _, g_d_down, g_t_down = row_terms(d - step, t, outcome, tie_model)
+    assert np.allclose(h_dd, (g_d_up - g_d_down) / (2 * step), atol=1e-7)
+    assert np.allclose(h_dt, (g_t_up - g_t_down) / (2 * step), atol=1e-7)
+    _, g_d_up, g_t_up = row_terms(d, t + step, outcome, tie_model)
+    _, g_d_down, g_t_down = row_terms(d, t - step, outcome, tie_model)
+    assert np.allclose(h_dt, (g_d_up - g_d_down) / (2 * step), atol=1e-7)
+    assert np.allclose(h_tt, (g_t_up - g_t_down) / (2 * step), atol=1e-7)
+
+
+@pytest.mark.parametrize("tie_model", TIE_MODELS)
+def test_newton_reaches_the_optimum_lbfgs_approaches(tie_model):
+    """Same ratings as the L-BFGS optimiser (kept as the fallback) with a gradient at rounding level; a ridge
+    and style covariates included."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(4000, 2))
+    a, b, y = simulate(STRENGTHS, 4000, tie_model, seed=8, covariates=x, beta=np.array([0.3, -0.2]))
+    model = BradleyTerry(len(STRENGTHS), tie_model, l2=1e-3).fit(a, b, y, covariates=x)
+    data = model._data
+    gradient = model._objective(model.z_, data[0], data[1], data[2], data[3], data[4])[1]
+    assert model.converged_ and np.abs(gradient).max() < 1e-12
+    lbfgs, converged = model._lbfgs(data[3], np.zeros_like(model.z_))
+    assert converged and np.abs(lbfgs - model.z_).max() < 1e-5
+
+
+def test_sandwich_equals_the_finite_difference_sandwich():
+    """Exact Hessian and sparse meat against central differences of the gradient and dense per-battle scores
+    (how intervals were computed before)."""
+    a, b, y = simulate(STRENGTHS, 3000, "rao-kupper", seed=9)
+    model = BradleyTerry(len(STRENGTHS), "rao-kupper", l2=0.01).fit(*aggregate(a, b, y))
+    a, b, y, w, _ = model._data
+    exact = model.sandwich_covariance()
+    p, step = len(model.z_), 1e-5
+    hessian = np.empty((p, p))
+    for j in range(p):
+        e = np.zeros(p)
+        e[j] = step
+        up, down = model._objective(model.z_ + e, a, b, y, w, None)[1], model._objective(model.z_ - e, a, b, y, w, None)[1]
+        hessian[:, j] = (up - down) * w.sum() / (2 * step)
+    _, g_d, g_t = row_terms(model.ratings_[a] - model.ratings_[b], model.z_[-1], y, "rao-kupper")
+    scores = np.zeros((len(a), p))  # each battle's score in z = (r[1:], t), dense
+    for side, sign in ((a, 1.0), (b, -1.0)):
+        rows = np.flatnonzero(side > 0)
+        scores[rows, side[rows] - 1] += sign * g_d[rows]
+    scores[:, -1] = g_t
+    meat = scores.T @ (w[:, None] * scores)
+    bread = np.linalg.pinv((hessian + hessian.T) / 2)
+    n = len(STRENGTHS)
+    to_centred = np.zeros((p + 1, p))
+    to_centred[:n, : n - 1] = (np.eye(n) - 1.0 / n) @ np.vstack([np.zeros((1, n - 1)), np.eye(n - 1)])
+    to_centred[n:, n - 1 :] = np.eye(p - n + 1)
+    assert np.allclose(exact, to_centred @ bread @ meat @ bread @ to_centred.T, rtol=1e-5, atol=1e-9)
+
+
+def test_bootstrap_replicas_equal_fits_on_the_resampled_battles():
+    """Reweighting the fitted design from the full fit's optimum = fitting each resample from scratch."""
+    a, b, y = simulate(STRENGTHS, 2000, "davidson", seed=10)
+    a, b, y, w = aggregate(a, b, y)
+    model = BradleyTerry(len(STRENGTHS), "davidson").fit(a, b, y, w)
+    draws = model.bootstrap_ratings(3, seed=11)
+    rng = np.random.default_rng(11)
+    for draw in draws:
+        counts = rng.multinomial(int(w.sum()), w / w.sum()).astype(float)
+        keep = counts > 0
+        refit = BradleyTerry(len(STRENGTHS), "davidson").fit(a[keep], b[keep], y[keep], counts[keep])
+        assert np.abs(draw - refit.ratings_).max() < 1e-8
+
+
+def test_newton_hands_over_to_lbfgs_when_it_does_not_converge(monkeypatch):
+    monkeypatch.setattr(bradley_terry, "NEWTON_STEPS", 1)
+    a, b, y = simulate(STRENGTHS, 2000, "rao-kupper", seed=12)
+    model = BradleyTerry(len(STRENGTHS), "rao-kupper").fit(*aggregate(a, b, y))
+    start = np.r_[np.zeros(len(STRENGTHS) - 1), np.log(0.3)]
+    assert model.converged_ and np.array_equal(model.z_, model._lbfgs(model._data[3], start)[0])
+
+
+def test_an_unbeaten_model_leaves_the_others_ratings_among_themselves_unchanged():
+    """Model 0 never loses: its maximum-likelihood rating is infinite. Newton stops, as L-BFGS does, where the
+    gradient falls under tolerance, a different far-away point; the other models compare as under L-BFGS."""
+    a, b, y = simulate(STRENGTHS, 2000, "half", seed=12)
+    y = np.where(a == 0, 1.0, np.where(b == 0, 0.0, y))
+    model = BradleyTerry(len(STRENGTHS)).fit(*aggregate(a, b, y))
+    lbfgs, _ = model._lbfgs(model._data[3], np.zeros_like(model.z_))
+    others = slice(0, len(STRENGTHS) - 1)  # z holds r[1:] - r[0]
+    assert model.z_[others].max() < -15 and lbfgs[others].max() < -15
+    assert np.allclose(model.z_[others] - model.z_[0], lbfgs[others] - lbfgs[0], atol=1e-6)
+
+
+def test_aggregate_equals_merging_by_sorted_unique_rows():
+    rng = np.random.default_rng(13)
+    a, b = rng.integers(0, 6, 5000), rng.integers(0, 6, 5000)
+    y, w = rng.choice([0.0, 0.25, 0.5, 1.0], 5000), rng.random(5000)
+    unique, inverse = np.unique(np.stack([a, b, np.round(y * 1e6)], axis=1), axis=0, return_inverse=True)
+    merged = aggregate(a, b, y, w)
+    assert np.array_equal(merged[0], unique[:, 0]) and np.array_equal(merged[1], unique[:, 1])
+    assert np.array_equal(merged[2], unique[:, 2] / 1e6)
+    assert np.allclose(merged[3], np.bincount(inverse.ravel(), w, len(unique)), rtol=1e-12)

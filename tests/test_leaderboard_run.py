@@ -12,7 +12,7 @@ from analysis.leaderboard.settings import LeaderboardConfig
 from cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
-from data.battles import outcomes_from_frame, read_battles, split_battles
+from data.battles import encode_models, outcomes_from_frame, read_battles, split_battles
 from stages.leaderboard import run_leaderboard as run
 
 
@@ -180,3 +180,14 @@ def test_label_columns_must_be_one_hot(tmp_path):
         read_battles(tmp_path / "two.csv")
     frame.assign(winner_model_a=[1, 0], winner_model_b=[0, 1]).to_csv(tmp_path / "ok.csv", index=False)
     assert read_battles(tmp_path / "ok.csv")["outcome"].tolist() == [1.0, 0.0]
+
+
+def test_encode_models_sorts_names_and_marks_unknown_ones():
+    frame = pd.DataFrame({"model_a": ["gamma", "alpha", "zeta", "alpha"], "model_b": ["alpha", "beta", "gamma", "gamma"]})
+    a, b, names = encode_models(frame)
+    assert names == ["alpha", "beta", "gamma", "zeta"]
+    assert a.tolist() == [2, 0, 3, 0] and b.tolist() == [0, 1, 2, 2]
+    a, b, names = encode_models(frame, ["gamma", "alpha"])
+    assert names == ["gamma", "alpha"] and a.tolist() == [0, 1, -1, 1] and b.tolist() == [1, -1, 0, 0]
+    a, _, _ = encode_models(pd.DataFrame({"model_a": [None, "gamma"], "model_b": ["alpha", "alpha"]}), names)
+    assert a.tolist() == [-1, 0]  # a missing name is unknown too
