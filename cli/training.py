@@ -42,6 +42,9 @@ BASE_MODEL = Flag(
     "--base-model", "base_models", "folder of a transformer fold model's base, checked by identity (repeatable)", action="append"
 )
 SUBMISSION = Flag("--submission", "submission", "submission CSV to write (default: submissions_dir/<name>.csv)")
+CHUNK_ROWS = Flag(
+    "--chunk-rows", "predict.chunk_rows", "test rows scored at a time, in whole prompts (memory follows it)", type=int
+)
 FEATURES_TABLE = Flag("--features-table", "features.table_dir", "training features from a `features` run (parquet parts)")
 GRADES = Flag(
     "--grades", "data.grades", "CSV of question_id, model, grade: held-out per-prompt leaderboards are compared with it"
@@ -60,12 +63,12 @@ def command_flags(command: str, family: str) -> tuple[Flag, ...]:
     """The flags `command` honours when it runs `family`."""
     own = FAMILY_FLAGS.get(family, ())
     if command == "predict":
-        return (CONFIG, MODEL_DIR, TEST, SUBMISSION, NAME, BASE_MODEL, SET)
+        return (CONFIG, MODEL_DIR, TEST, SUBMISSION, CHUNK_ROWS, NAME, BASE_MODEL, SET)
     if command == "fit":
         return (CONFIG, TRAIN, OUT, NAME, SEED, MAX_ROWS, FAMILY, *own, SET)
     if command in PRESETS:
         return (*CV_FLAGS, *own, SET)
-    extra = (SUBMISSION,) if command == "run" else ()
+    extra = (SUBMISSION, CHUNK_ROWS) if command == "run" else ()
     return (*CV_FLAGS, FAMILY, *own, *extra, SET)
 
 
@@ -119,8 +122,8 @@ def report_cv(run: training.CVRun, cfg: training.TrainingConfig) -> None:
         print_mapping("out of fold, grouped by prompt", rows)
 
 
-def _mean_probs(probs) -> dict[str, float]:
-    return {f"mean {name}": float(v) for name, v in zip(("p(a)", "p(b)", "p(tie)"), probs.mean(axis=0), strict=True)}
+def _mean_probs(mean) -> dict[str, float]:
+    return {f"mean {name}": float(v) for name, v in zip(("p(a)", "p(b)", "p(tie)"), mean, strict=True)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,8 +131,8 @@ def main(args: argparse.Namespace) -> int:
     flags = command_flags(args.command, family)
     cfg = config_from_args(training.training_config(family), args, flags)
     if args.command == "predict":
-        ids, probs, path = training.run_predict(cfg, args.model)
-        print_mapping("submission", {"file": str(path), "rows": len(ids), **_mean_probs(probs)})
+        submitted = training.run_predict(cfg, args.model)
+        print_mapping("submission", {"file": str(submitted.path), "rows": submitted.rows, **_mean_probs(submitted.mean_probs)})
     elif args.command == "fit":
         console.print(f"model saved to {training.run_fit(cfg)}")
     elif args.command == "run":
@@ -167,9 +170,9 @@ def run_main_job(cfg: training.TrainingConfig) -> int:
             **({"out-of-fold log loss, alone": summary["log_loss_alone"]} if "log_loss_alone" in summary else {}),
             "skill": summary["skill"],
             "model": str(job.model_dir),
-            "submission": str(job.submission),
-            "submission rows": len(job.ids),
-            **_mean_probs(job.probs),
+            "submission": str(job.submitted.path),
+            "submission rows": job.submitted.rows,
+            **_mean_probs(job.submitted.mean_probs),
         },
     )
     return 0

@@ -14,6 +14,7 @@ import logging
 import lzma
 import threading
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,12 @@ class ParseReport:
     null_turns: dict[str, int] = field(default_factory=dict)
     surrogates: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: ParseReport) -> None:
+        for name, counts in vars(other).items():
+            mine = getattr(self, name)
+            for col, n in counts.items():
+                mine[col] = mine.get(col, 0) + n
+
     def summary(self) -> str:
         parts = [f"{name} {col}={n}" for name, counts in vars(self).items() for col, n in counts.items() if n]
         return "; ".join(parts)
@@ -81,7 +88,7 @@ def parse_turns(cell: object) -> tuple[list[str | None], bool]:
     return [value if isinstance(value, str) else json.dumps(value)], True
 
 
-def _parse_column(values: pd.Series, column: str, report: ParseReport) -> list[list[str | None]]:
+def parse_column(values: pd.Series, column: str, report: ParseReport) -> list[list[str | None]]:
     parsed, invalid, nulls, repaired = [], 0, 0, 0
     for cell in values:
         turns, ok = parse_turns(cell)
@@ -96,7 +103,8 @@ def _parse_column(values: pd.Series, column: str, report: ParseReport) -> list[l
                 repaired += fixed
                 cleaned.append(text)
         parsed.append(cleaned)
-    report.invalid_json[column], report.null_turns[column], report.surrogates[column] = invalid, nulls, repaired
+    for counts, n in ((report.invalid_json, invalid), (report.null_turns, nulls), (report.surrogates, repaired)):
+        counts[column] = counts.get(column, 0) + n
     return parsed
 
 
@@ -117,7 +125,13 @@ def _check_plain_text(path: Path) -> None:
         raise InputError("not a CSV (binary content)", path)
 
 
-def read_csv_checked(path: Path) -> pd.DataFrame:
+# Every cell as text, as written: empty strings stay empty, "NA" stays "NA".
+READ_OPTIONS = {"dtype": str, "keep_default_na": False, "na_values": [], "encoding_errors": _COUNTING_REPLACE}
+READ_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile)
+
+
+def check_readable(path: Path) -> None:
+    """The checks before pandas opens the file: it exists, is a non-empty file, and a plain one is text."""
     if not path.exists():
         raise InputError("file not found", path)
     if path.is_dir():
@@ -126,29 +140,55 @@ def read_csv_checked(path: Path) -> pd.DataFrame:
         raise InputError("file is empty", path)
     if not path.name.endswith(COMPRESSED_SUFFIXES):
         _check_plain_text(path)
-    _undecodable.count = 0
+
+
+@contextmanager
+def csv_errors(path: Path):
+    """What pandas (or a decompressor) raises on a file it cannot read, as one InputError line."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding_errors=_COUNTING_REPLACE)
+        yield
     except pd.errors.EmptyDataError:
         raise InputError("file is empty", path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as err:
+    except READ_ERRORS as err:
         raise InputError(f"not a readable CSV ({str(err).splitlines()[0] if str(err) else type(err).__name__})", path) from None
-    if len(frame) == 0:
-        raise InputError("file has a header but no rows", path)
+
+
+def start_counting_undecodable() -> None:
+    _undecodable.count = 0
+
+
+def warn_undecodable(path: Path) -> None:
     if _undecodable.count:
         log.warning("%s: %d bytes are not valid UTF-8 (a latin-1 file?); each was replaced by U+FFFD", path, _undecodable.count)
+
+
+def read_csv_checked(path: Path) -> pd.DataFrame:
+    check_readable(path)
+    start_counting_undecodable()
+    with csv_errors(path):
+        frame = pd.read_csv(path, **READ_OPTIONS)
+    if len(frame) == 0:
+        raise InputError("file has a header but no rows", path)
+    warn_undecodable(path)
     return frame
 
 
-def check_ids(frame: pd.DataFrame, path: str | Path | None, column: str = ID_COLUMN) -> None:
-    """Every row has an id and no id repeats (a repeated id is a row counted twice)."""
-    ids = frame[column].astype(str)
+def check_ids(ids: pd.Series, path: str | Path | None, column: str = ID_COLUMN) -> None:
+    """No empty id, then no repeated one (the row named is the repeat)."""
+    ids = ids.astype(str)
     empty = np.flatnonzero(ids.str.strip().eq("").to_numpy())
     if len(empty):
         raise InputError("empty id", path, int(empty[0]) + 1, column)
     dup = np.flatnonzero(ids.duplicated().to_numpy())
     if len(dup):
         raise InputError(f"duplicate id {ids.iloc[dup[0]]!r}", path, int(dup[0]) + 1, column)
+
+
+def check_columns(columns, path: Path, require_labels: bool) -> None:
+    required = [ID_COLUMN, *TEXT_COLUMNS, *(LABEL_COLUMNS if require_labels else ())]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise InputError(f"missing required column (found {', '.join(columns[:12])})", path, column=missing[0])
 
 
 def labels_from_columns(frame: pd.DataFrame, path: Path) -> np.ndarray:
@@ -176,26 +216,32 @@ def load_arena_csv(path: str | Path, require_labels: bool = False, max_rows: int
     """
     path = Path(path)
     frame = read_csv_checked(path)
-    required = [ID_COLUMN, *TEXT_COLUMNS, *(LABEL_COLUMNS if require_labels else ())]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise InputError(f"missing required column (found {', '.join(frame.columns[:12])})", path, column=missing[0])
+    check_columns(list(frame.columns), path, require_labels)
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
-    check_ids(frame, path)
+    check_ids(frame[ID_COLUMN], path)
+    out = parse_rows(frame, path, ParseReport())
+    warn_repaired(path, out.attrs["parse_report"])
+    return out
+
+
+def parse_rows(frame: pd.DataFrame, path: Path, report: ParseReport) -> pd.DataFrame:
+    """Checked raw rows (text cells) as the task reads them: turns as lists, labels as class ids."""
     out = pd.DataFrame({ID_COLUMN: frame[ID_COLUMN].to_numpy()})
-    report = ParseReport()
     for col in TEXT_COLUMNS:
-        out[col] = _parse_column(frame[col], col, report)
+        out[col] = parse_column(frame[col], col, report)
     for col in (*MODEL_COLUMNS, "question_id"):
         if col in frame.columns:
             out[col] = frame[col].to_numpy()
     if all(c in frame.columns for c in LABEL_COLUMNS):
         out["label"] = labels_from_columns(frame, path)
-    if report.summary():
-        log.warning("%s: repaired cells: %s", path, report.summary())
     out.attrs["parse_report"] = report
     return out
+
+
+def warn_repaired(path: Path, report: ParseReport) -> None:
+    if report.summary():
+        log.warning("%s: repaired cells: %s", path, report.summary())
 
 
 def append_extra(train: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:

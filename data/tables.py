@@ -38,7 +38,7 @@ def check_model_names(frame: pd.DataFrame, path: str | Path | None, columns: tup
 def check_unique_ids(frame: pd.DataFrame, path: str | Path | None, column: str = "id") -> None:
     """Battle ids, when the file has them, are present and unique (a repeated id is a battle counted twice)."""
     if column in frame.columns:
-        check_ids(frame, path, column)
+        check_ids(frame[column], path, column)
 
 
 def read_grades(path: str | Path) -> pd.DataFrame:

@@ -5,7 +5,8 @@
 `[head]` + `[tune]`, ...), made by `training_config(family)`. What a family needs beyond its estimator (features
 built once, folds kept on disk, extra files) is its workflow in stages/families.py. The CLI and the tests call these
 same functions; each stage writes one unit: `cv` the run directory's files, `fit` its `model/` folder, `predict`
-a validated submission file.
+a validated submission file. `predict` reads the test file in chunks of whole prompts
+(data/stream.py), so its memory follows `predict.chunk_rows`, not the file.
 """
 
 from __future__ import annotations
@@ -24,15 +25,26 @@ from competition.config import peek_setting, require
 from competition.crossfit import MODEL_DIR, CrossFitResult, FoldStore, cross_fit, write_cross_fit
 from competition.errors import InputError
 from competition.folds import folds_for
+from competition.progress import progress
 from competition.rundir import MANIFEST_FILE, RunKind, check_outputs, check_run, run_unit
 from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from competition.submission import write_submission
 from data.labelled import load_labelled, load_unlabelled
+from data.stream import read_prompt_chunks, scan_prompt_chunks
 from models.registry import FAMILIES, family, load_model
 from stages.families import FOLDS_DIR, workflow
 
 log = logging.getLogger(__name__)
 DEFAULT_FAMILY = "lgbm"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    # test rows scored at a time, in whole prompts: memory follows this, not the test file
+    chunk_rows: int = 20_000
+
+    def __post_init__(self) -> None:
+        require(self.chunk_rows >= 1, "chunk_rows", "must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class TrainingConfig(RunLocation):
     base_models: tuple[str, ...] = ()  # predict: folders where a transformer fold model's base may be (checked by identity)
     data: TrainingData = field(default_factory=TrainingData)
     cv: CVConfig = field(default_factory=CVConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
     def __post_init__(self) -> None:
         require(self.family in FAMILIES, "family", f"must be a registered model family ({', '.join(FAMILIES)})")
@@ -204,21 +217,37 @@ def predict(model_dir: str | Path, test_path: str | Path, base_models: tuple[str
     return test["id"].to_numpy(), model.predict_proba(test)
 
 
-def run_predict(cfg: TrainingConfig, model_dir: str | Path) -> tuple[np.ndarray, np.ndarray, Path]:
-    """(ids, probabilities, submission path): `model_dir`'s predictions of the test file, validated and written."""
+@dataclass
+class Submitted:
+    path: Path
+    rows: int
+    mean_probs: np.ndarray
+
+
+def run_predict(cfg: TrainingConfig, model_dir: str | Path) -> Submitted:
+    """`model_dir`'s predictions of the test file, validated and written atomically once every row has one.
+
+    The file is checked whole first, then scored in chunks of whole prompts (features that look across a
+    prompt's answers see all of them), so memory follows `predict.chunk_rows`, not the file. Chunks come in
+    prompt order, not file order: their probabilities fill one (rows, 3) array, written out at the end.
+    """
     path = cfg.submission_path
     check_outputs([path], [cfg.data.test, model_dir])
-    ids, probs = predict(model_dir, cfg.data.test, cfg.base_models)
-    return ids, probs, write_submission(path, ids, probs)
+    model = load_model(resolve_model_dir(model_dir), cfg.base_models)
+    if not cfg.data.test:
+        raise InputError("predict needs a test file (--test)")
+    plan = scan_prompt_chunks(cfg.data.test, cfg.predict.chunk_rows)
+    probs = np.empty((plan.rows, 3))
+    for rows, frame in progress(read_prompt_chunks(plan), "predict chunks", total=plan.chunks):
+        probs[rows] = model.predict_proba(frame)
+    return Submitted(write_submission(path, plan.ids, probs), plan.rows, probs.mean(axis=0))
 
 
 @dataclass
 class MainJob:
     cv: CVRun
     model_dir: Path
-    ids: np.ndarray
-    probs: np.ndarray
-    submission: Path
+    submitted: Submitted
 
 
 def run_main_job(cfg: TrainingConfig) -> MainJob:
@@ -227,5 +256,4 @@ def run_main_job(cfg: TrainingConfig) -> MainJob:
     check_run(cfg, cfg.run_dir / MODEL_DIR, RunKind.MODEL)
     run = run_cv(cfg)
     model_dir = run_fit(cfg)
-    ids, probs, path = run_predict(cfg, model_dir)
-    return MainJob(run, model_dir, ids, probs, path)
+    return MainJob(run, model_dir, run_predict(cfg, model_dir))

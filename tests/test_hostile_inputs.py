@@ -159,12 +159,14 @@ def tripwire(monkeypatch):
     """Any CSV read fails the case: settings must be refused before data is loaded (and so before training)."""
     import data.labelled
     import data.loader
+    import stages.training
 
     def boom(*args, **kwargs):
         raise AssertionError("tripwire: a data file was read before the settings were checked")
 
     monkeypatch.setattr(data.loader, "load_arena_csv", boom)
     monkeypatch.setattr(data.labelled, "load_arena_csv", boom)
+    monkeypatch.setattr(stages.training, "scan_prompt_chunks", boom)  # predict reads the test file in chunks
 
 
 @pytest.fixture
