@@ -61,8 +61,8 @@ class PromptChunks:
         return len(self.ids)
 
 
-def _raw_slices(path: Path, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    with csv_errors(path), pd.read_csv(path, usecols=columns, chunksize=READ_ROWS, **READ_OPTIONS) as reader:
+def _raw_slices(path: Path) -> Iterator[pd.DataFrame]:
+    with csv_errors(path), pd.read_csv(path, chunksize=READ_ROWS, **READ_OPTIONS) as reader:
         yield from reader
 
 
@@ -83,7 +83,9 @@ def scan_prompt_chunks(path: str | Path, chunk_rows: int) -> PromptChunks:
         header = list(pd.read_csv(path, nrows=0, **READ_OPTIONS).columns)
     wanted = [c for c in (ID_COLUMN, "prompt", "question_id", *LABEL_COLUMNS) if c in header]
     ids, labels, codes = [], [], []
-    for raw in _raw_slices(path, wanted):
+    # every column is read: with `usecols` pandas lets a row with an extra field pass, the in-memory loader not
+    for raw in _raw_slices(path):
+        raw = raw[wanted]
         ids.append(raw[ID_COLUMN] if ID_COLUMN in raw else pd.Series("", index=raw.index))
         labels.append(raw[[c for c in LABEL_COLUMNS if c in raw]])
         codes.append(_group_codes(raw) if "prompt" in raw else np.zeros(len(raw), np.uint64))

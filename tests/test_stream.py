@@ -49,17 +49,23 @@ def test_chunks_hold_whole_prompts_and_the_rows_load_arena_csv_gives(tmp_path, c
 def multiple_errors(kind: str, path) -> None:
     """Two faults in one file: the in-memory loader reports the one it checks first, wherever it sits."""
     frame = make_arena_frame(n_prompts=4, rows_per_prompt=5, seed=1).astype({"winner_model_b": object})
+    if kind == "extra_field":  # a malformed row after an empty id: pandas stops first
+        frame.loc[2, "id"] = ""
+        lines = frame.to_csv(index=False).splitlines()
+        lines[12] += ',"extra"'
+        path.write_text("\n".join(lines) + "\n")
+        return
     first, late = {"id_after_label": ("winner_model_b", "id"), "label_columns": ("winner_model_b", "winner_model_a")}[kind]
     frame.loc[3, first] = "" if first == "id" else "maybe"
     frame.loc[15, late] = "" if late == "id" else 7
     frame.to_csv(path, index=False)
 
 
-@pytest.mark.parametrize("case", [*VARIANTS, "id_after_label", "label_columns"])
+@pytest.mark.parametrize("case", [*VARIANTS, "id_after_label", "label_columns", "extra_field"])
 def test_a_bad_file_gets_the_in_memory_error(tmp_path, monkeypatch, case):
     monkeypatch.setattr(data.stream, "READ_ROWS", 4)  # the faults land in different slices of the file
     path = tmp_path / "bad.csv"
-    (multiple_errors if case in ("id_after_label", "label_columns") else write_variant)(case, path)
+    (write_variant if case in VARIANTS else multiple_errors)(case, path)
     with pytest.raises(InputError) as expected:
         load_arena_csv(path)
     with pytest.raises(InputError) as streamed:
