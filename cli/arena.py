@@ -1,9 +1,4 @@
-"""arena: rank the models of a pairs file from automatic pairwise judgments (De-Arena: seed models round-robin,
-then binary insertion and neighbour refinement), Bradley-Terry ratings with bootstrap intervals (models/arena/).
-
-Run directory: ranking.csv, summary.json, config.toml, manifest.json (a unit), and judgments/log.jsonl, every
-judgment as it is made: a killed run resumes from it, and a rerun with the same settings repeats exactly.
-"""
+"""arena: rank models from automatic pairwise judgments (De-Arena), the flags; the runner is stages/arena.py."""
 
 from __future__ import annotations
 
@@ -31,13 +26,35 @@ NOISE = Flag("--noise", "judge.noise", "normal noise sd on each grade (oracle)",
 LLM = Flag("--llm", "judge.llm", "a local causal LM directory prompted as a pairwise judge")
 
 
+VOTES = Flag("--votes", "judge.votes", "battles CSV (model_a, model_b, winner): recorded votes replayed as the judge")
+
+
+CROWD = Flag("--crowd", "judge.crowd", "judges speaking for models: MODEL=VERDICTS.csv or MODEL=LM_DIR", nargs="+")
+
+
+PER_JUDGE = Flag(
+    "--per-judge-search", "arena.per_judge_search", "each judge runs its own binary search (ranks averaged)", action="store_true"
+)
+
+
+BUDGET = Flag("--budget", "arena.budget", "verdicts in all: adaptive comparisons after the insertion pass", type=int)
+
+
+STYLE = Flag("--style", "arena.style_features", "style control in the final fit (feature columns)", nargs="+")
+
+
 SEED_MODELS = Flag("--seed-models", "arena.seed_models", "models ranked round-robin first", nargs="+")
 
 
 PROMPTS = Flag("--prompts-per-comparison", "arena.prompts_per_comparison", "prompts judged per model pair", type=int)
 
 
-FLAGS = {"arena": (CONFIG, TRAIN, OUT, NAME, JUDGE_RUN, JUDGE_MODEL, VERDICTS, GRADES, NOISE, LLM, SEED_MODELS, PROMPTS, SET)}
+FLAGS = {
+    "arena": (
+        *(CONFIG, TRAIN, OUT, NAME, JUDGE_RUN, JUDGE_MODEL, VERDICTS, GRADES, NOISE, LLM, VOTES, CROWD),
+        *(SEED_MODELS, PROMPTS, PER_JUDGE, BUDGET, STYLE, SET),
+    )
+}
 
 
 def main(args: argparse.Namespace) -> int:

@@ -33,6 +33,10 @@ class AnswerBook:
         """Prompts both models answered, in a fixed order."""
         return sorted(p for p in self.prompts if (p, x) in self.answers and (p, y) in self.answers)
 
+    def items(self, x: str, y: str) -> list[str]:
+        """What a comparison of x and y is judged on: the prompts both answered."""
+        return self.shared_prompts(x, y)
+
     def check_models(self, names, what: str) -> None:
         unknown = [m for m in names if m not in self.models]
         if unknown:

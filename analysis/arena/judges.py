@@ -46,15 +46,62 @@ class VerdictJudge:
 
     @classmethod
     def from_pairs_probabilities(cls, frame: pd.DataFrame, groups: np.ndarray, probs: np.ndarray, name: str) -> VerdictJudge:
+        """A model's predictions as verdicts; a comparison that occurs on several rows gets their mean."""
+        sums: dict[Comparison, np.ndarray] = {}
+        counts: dict[Comparison, int] = {}
         keys = zip(groups.astype(str), frame["model_a"].astype(str), frame["model_b"].astype(str), strict=True)
-        return cls({key: p for key, p in zip(keys, np.asarray(probs, dtype=np.float64), strict=True)}, name)
+        for (prompt, x, y), p in zip(keys, np.asarray(probs, dtype=np.float64), strict=True):
+            key, p = ((prompt, x, y), p) if x <= y else ((prompt, y, x), p[[1, 0, 2]])
+            sums[key] = sums.get(key, 0.0) + p
+            counts[key] = counts.get(key, 0) + 1
+        return cls({key: total / counts[key] for key, total in sums.items()}, name)
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame, source: Path) -> VerdictJudge:
+        """Recorded verdicts (prompt, model_a, model_b, the three winner columns). A comparison recorded again,
+        in either order, must agree with its first record; a model against itself is refused."""
+        from data.loader import labels_from_columns
+
+        probs = np.eye(3)[labels_from_columns(table, source)]
+        verdicts: dict[Comparison, np.ndarray] = {}
+        first_row: dict[Comparison, int] = {}
+        rows = zip(table["prompt"].astype(str), table["model_a"].astype(str), table["model_b"].astype(str), probs, strict=True)
+        for row, (prompt, x, y, p) in enumerate(rows, start=1):
+            if x == y:
+                raise InputError(f"{x!r} is compared with itself", source, row, "model_b")
+            key, p = ((prompt, x, y), p) if x < y else ((prompt, y, x), swap_probabilities(p[None])[0])
+            if key in verdicts and not np.array_equal(verdicts[key], p):
+                raise InputError(
+                    f"contradicts row {first_row[key]}: the same comparison ({x!r} vs {y!r} on prompt {prompt!r}) "
+                    "recorded with another winner",
+                    source,
+                    row,
+                    "winner_model_a",
+                )
+            verdicts.setdefault(key, p)
+            first_row.setdefault(key, row)
+        return cls(verdicts, source.name)
 
 
-def graded_oracle(grades: pd.DataFrame, book: AnswerBook, noise_sd: float, seed: int) -> VerdictJudge:
+def checked_grades(grades: pd.DataFrame, source: Path | None = None) -> dict[tuple[str, str], float]:
+    """(prompt, model) → grade; a grade that is not a finite number, or a second grade of one answer, is one line."""
+    values = pd.to_numeric(grades["grade"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise InputError(f"grade must be a finite number, got {grades['grade'].iloc[bad[0]]!r}", source, int(bad[0]) + 1, "grade")
+    keys = list(zip(grades["prompt"].astype(str), grades["model"].astype(str), strict=True))
+    again = np.flatnonzero(pd.Series(keys).duplicated().to_numpy())
+    if len(again):
+        prompt, model = keys[again[0]]
+        raise InputError(f"{model!r} is graded twice on prompt {prompt!r}", source, int(again[0]) + 1, "grade")
+    return dict(zip(keys, values.tolist(), strict=True))
+
+
+def graded_oracle(grades: pd.DataFrame, book: AnswerBook, noise_sd: float, seed: int, source: Path | None = None) -> VerdictJudge:
     """Verdicts from per-answer grades (columns prompt, model, grade): the higher grade wins, equal grades tie.
     With `noise_sd` > 0 each verdict compares grades plus normal noise drawn from a hash of (seed, prompt, pair),
     so a verdict is the same whenever it is asked for."""
-    grade = {(str(p), str(m)): float(g) for p, m, g in zip(grades["prompt"], grades["model"], grades["grade"], strict=True)}
+    grade = checked_grades(grades, source)
     verdicts = {}
     for prompt in book.prompts:
         present = sorted(m for m in book.models if (prompt, m) in grade)
@@ -111,6 +158,29 @@ JUDGE_TEMPLATE = (
 CHOICES = (" A", " B", " tie")
 
 
+CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel")
+
+
+def check_causal_model(model_dir: str | Path) -> Path:
+    """A local model directory whose config names a causal language model (one that can answer "A" or "B")."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from models.backbone import check_model_dir
+
+    path = check_model_dir(model_dir)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"unreadable model config ({str(err).splitlines()[0]})", path / "config.json") from None
+    named = config.architectures or []
+    causal = any(a.endswith(CAUSAL_HEADS) for a in named) if named else config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    if not causal:
+        kind = ", ".join(named) or config.model_type
+        raise InputError(f"a {kind} model is not a causal language model: a judge LM must generate text", path)
+    return path
+
+
 class GenerativeJudge:
     """A local causal LM as a pairwise judge (transformers; local files only). Each comparison is asked in both
     orders and the two verdicts (the second swapped back) are averaged, which removes position bias."""
@@ -119,11 +189,12 @@ class GenerativeJudge:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from models.backbone import check_model_dir
-
-        path = check_model_dir(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
+        path = check_causal_model(model_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
+        except (OSError, ValueError) as err:  # missing or damaged weights or tokenizer files
+            raise InputError(f"cannot load the judge LM ({str(err).splitlines()[0]})", path) from None
         self.model.config.use_cache = False
         self.book, self.device, self.max_chars, self.torch = book, device, max_chars, torch
         self.choice_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"][-1] for c in CHOICES]

@@ -36,14 +36,20 @@ def load_battles(cfg: LeaderboardConfig) -> tuple[pd.DataFrame, np.ndarray | Non
         return read_battles(cfg.data.battles, cfg.data.both_bad, cfg.data.max_rows), None
     frame = load_arena_csv(cfg.data.battles, max_rows=cfg.data.max_rows)
     frame = outcomes_from_frame(frame, cfg.data.both_bad, cfg.data.battles)
-    groups = tuple(dict.fromkeys(c.split("__", 1)[0] for c in cfg.fit.style_features))
+    return frame, style_covariates(frame, cfg.fit.style_features)
+
+
+def style_covariates(frame: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    """(rows, features) style differences (A minus B) of a frame with prompt and both responses: the covariates of
+    style control, named by feature-registry columns."""
+    groups = tuple(dict.fromkeys(c.split("__", 1)[0] for c in names))
     table = build_features(frame, groups)
-    missing = [c for c in cfg.fit.style_features if c not in table.columns]
+    missing = [c for c in names if c not in table.columns]
     if missing:
         raise InputError(
             f"unknown style feature {missing[0]!r}; use feature-registry column names such as lengths__logratio_tokens"
         )
-    return frame, table[list(cfg.fit.style_features)].to_numpy(dtype=np.float64)
+    return table[list(names)].to_numpy(dtype=np.float64)
 
 
 def fit_ratings(
@@ -142,7 +148,11 @@ def evaluate_holdout(frame: pd.DataFrame, covariates: np.ndarray | None, cfg: Le
 
 def check_style_features(cfg: LeaderboardConfig) -> None:
     """Style feature names must come from registry groups: checked before any data is read."""
-    for name in cfg.fit.style_features:
+    check_style_names(cfg.fit.style_features)
+
+
+def check_style_names(names: tuple[str, ...]) -> None:
+    for name in names:
         group = name.split("__", 1)[0]
         if "__" not in name or group not in FEATURE_GROUPS or FEATURE_GROUPS[group].trainer is not None:
             raise InputError(
