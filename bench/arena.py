@@ -1,11 +1,17 @@
-"""Judge-crowd ranking on arena-bench-pairs, as JSON + CSV + PNG: Spearman with the truth (the models' ranking by
-mean grade over all prompts) against the number of judgments, for the full round-robin, De-Arena's binary
-insertion, and random pairs with the insertion's number of judgments; judges: the graded outcomes (an oracle, with
-normal noise on the grades) and this project's text-only LightGBM out of fold (each pair judged by a model that
-never saw its prompt). Every figure is the mean over `--repeats` seeds (insertion order, seed models, prompt
-samples).
+"""Judge-crowd ranking figures, as JSON + CSV + PNG.
 
-    python bench/arena.py --judge-run runs/m13/lgbm --out docs/figures/arena
+python bench/arena.py votes [--sizes 13,26,53] [--repeats 5] [--out docs/figures]
+    Human votes as the judge, at scale: arena-140k's recorded battles replayed (analysis/arena/votes.py). Truth:
+    the Bradley-Terry ranking fitted on all votes among the models ranked. For 13, 26 and 53 models (a seeded
+    draw of the 53, or all), Spearman with the truth against the votes used, for the full round-robin at k votes
+    per pair, De-Arena's binary insertion at k votes per comparison, random pairs (a uniformly drawn pair's next
+    vote, the same sample without replacement), and the adaptive procedure (insertion at a small k, then
+    analysis/arena/adaptive.py). Mean ± sd over `--repeats` seeds (model draw, seed models, insertion order,
+    vote samples).
+python bench/arena.py graded [--judge-run runs/m13/lgbm] [--out docs/figures]
+    arena-bench-pairs (13 models, graded answers): truth the mean-grade ranking; judges the graded oracle with
+    noise and a run's out-of-fold predictions; round-robin, insertion and random pairs with the insertion's
+    number of judgments; prompt selection per category.
 """
 
 from __future__ import annotations
@@ -13,183 +19,194 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+from arena_graded import random_pairs, spearman  # noqa: E402
 
-from analysis.arena.answers import AnswerBook  # noqa: E402
-from analysis.arena.judges import graded_oracle, run_judge  # noqa: E402
+from analysis.arena.adaptive import spend  # noqa: E402
 from analysis.arena.procedure import Arena, ArenaSettings  # noqa: E402
-from competition.folds import prompt_groups  # noqa: E402
-from data.loader import load_arena_csv  # noqa: E402
+from models.bradley_terry import BradleyTerry, aggregate  # noqa: E402
+
+FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)  # checkpoints, as shares of the round-robin's votes at k = 10
 
 
-def spearman(arena: Arena, models: list[str], truth: pd.Series) -> float:
-    return float(spearmanr(arena.fitted(models).ratings_, truth.loc[models]).statistic)
+def vote_world(battles: pd.DataFrame, models: list[str]):
+    from analysis.arena.votes import RecordedVotes
+
+    inside = battles[battles["model_a"].isin(models) & battles["model_b"].isin(models)]
+    index = {m: i for i, m in enumerate(models)}
+    a, b = inside["model_a"].map(index).to_numpy(), inside["model_b"].map(index).to_numpy()
+    truth = BradleyTerry(len(models), "half", l2=1e-6).fit(*aggregate(a, b, inside["outcome"].to_numpy())).ratings_
+    return RecordedVotes(inside), pd.Series(truth, index=models)
 
 
-def random_pairs(book: AnswerBook, judge, models: list[str], judgments: int, settings: ArenaSettings) -> Arena:
-    """`judgments` judgments on uniformly drawn (pair, prompt) combinations."""
-    arena = Arena(book, {"judge": judge}, settings)
-    rng = np.random.default_rng(settings.seed + 7919)
-    pairs = [(x, y) for i, x in enumerate(models) for y in models[i + 1 :]]
-    keys = []
-    while len(keys) < judgments:
-        x, y = pairs[rng.integers(len(pairs))]
-        keys.append((rng.choice(book.shared_prompts(x, y)), x, y))
-    arena.log.add(keys, judge.judge(keys))
-    arena.asked.update(dict.fromkeys(keys))
-    return arena
-
-
-def one_setting(book, judge, models, truth, k: int, seed: int, n_seeds: int) -> list[dict]:
-    settings = ArenaSettings(prompts_per_comparison=k, coarse_prompts=max(2, k // 2), window=1, seed=seed)
-    order = list(np.random.default_rng(seed).permutation(models))
-    full = Arena(book, {"judge": judge}, settings)
-    full.round_robin(models)
-    inserted = Arena(book, {"judge": judge}, settings)
-    inserted.rank(order[:n_seeds], order[n_seeds:])
-    rand = random_pairs(book, judge, models, len(inserted.asked), settings)
-    return [
-        {
-            "method": name,
-            "prompts_per_comparison": k,
-            "seed": seed,
-            "judgments": len(a.asked),
-            "spearman": spearman(a, models, truth),
-        }
-        for name, a in (("round-robin", full), ("binary insertion", inserted), ("random pairs", rand))
-    ]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", default="../shared/data/arena-bench-pairs/train.csv")
-    parser.add_argument("--grades", default="../shared/data/arena-bench-pairs/grades.csv")
-    parser.add_argument("--judge-run", default="runs/m13/lgbm", help="a cv run whose out-of-fold predictions judge")
-    parser.add_argument("--prompts", default="10,20,40")
-    parser.add_argument("--noise", default="0,2", help="oracle noise sds (grade points, grades are 1-10)")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--seeds", type=int, default=3, help="seed models ranked round-robin")
-    parser.add_argument("--out", default="", help="folder for arena_curve.csv / .png")
-    args = parser.parse_args()
-
-    frame = load_arena_csv(args.train, require_labels=True)
-    book = AnswerBook.from_pairs(frame, args.train)
-    grades = pd.read_csv(args.grades).rename(columns={"question_id": "prompt"})
-    truth = grades.groupby("model")["grade"].mean()
-    models = list(book.models)
-    judges = {f"oracle, noise {n}": graded_oracle(grades, book, float(n), 0) for n in args.noise.split(",")}
-    if args.judge_run:
-        judges["LightGBM out of fold"] = run_judge(args.judge_run, frame, prompt_groups(frame).astype(str).to_numpy())
+def votes_one(battles: pd.DataFrame, all_models: list[str], size: int, seed: int, args) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    models = sorted(all_models) if size >= len(all_models) else sorted(rng.choice(all_models, size, replace=False))
+    votes, truth = vote_world(battles, models)
     rows = []
-    for name, judge in judges.items():
-        for k in (int(v) for v in args.prompts.split(",")):
-            for seed in range(args.repeats):
-                rows += [r | {"judge": name} for r in one_setting(book, judge, models, truth, k, seed, args.seeds)]
-    table = pd.DataFrame(rows)
-    summary = table.groupby(["judge", "prompts_per_comparison", "method"]).agg(
-        judgments=("judgments", "mean"), spearman=("spearman", "mean"), spearman_sd=("spearman", "std")
-    )
-    out = {"models": len(models), "repeats": args.repeats, "seed_models": args.seeds, "by_setting": []}
-    for (judge, k), part in summary.groupby(level=[0, 1]):
-        part = part.droplevel([0, 1])
-        rr, ins = part.loc["round-robin"], part.loc["binary insertion"]
-        out["by_setting"].append(
-            {
-                "judge": judge,
-                "prompts_per_comparison": int(k),
-                **{f"{m}: spearman": round(float(part.loc[m, "spearman"]), 4) for m in part.index},
-                **{f"{m}: judgments": float(part.loc[m, "judgments"]) for m in part.index},
-                "insertion share of round-robin judgments": float(ins["judgments"] / rr["judgments"]),
-                "insertion minus round-robin spearman": float(ins["spearman"] - rr["spearman"]),
-            }
+
+    def row(method: str, k, judgments: int, value: float, seconds: float = 0.0) -> None:
+        rows.append(
+            {"models": size, "seed": seed, "method": method, "k": k, "votes": judgments, "spearman": value, "seconds": seconds}
         )
-    out["prompt_selection"] = selection_figures(book, frame, judges, truth, grades, models, args)
-    if args.out:
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        summary.reset_index().to_csv(folder / "arena_curve.csv", index=False)
-        plot(summary.reset_index(), folder / "arena_curve.png")
-    print(json.dumps(out, indent=2))
 
+    def fresh(k: int, coarse: int) -> Arena:
+        return Arena(votes, {"votes": votes}, ArenaSettings(prompts_per_comparison=k, coarse_prompts=coarse, seed=seed))
 
-def selection_figures(book, frame, judges, truth, grades, models, args, k: int = 10) -> list[dict]:
-    """Per category: all models ranked round-robin on k selected prompts vs k random prompts of the category
-    (Spearman with the category's own mean-grade ranking), mean over repeats of the seed models."""
-    from analysis.arena.selection import select_prompts
-    from analysis.dissection.scenarios import scenarios
+    def measure(arena: Arena) -> float:
+        return spearman(arena, models, truth)
 
-    category = dict(zip(prompt_groups(frame).astype(str), scenarios(frame["prompt"]), strict=True))
-    rows = []
-    for name in ("code", "math", "writing"):
-        pool = sorted(p for p, c in category.items() if c == name)
-        local_truth = grades[grades["prompt"].isin(pool)].groupby("model")["grade"].mean()
-        for judge_name, judge in judges.items():
-            chosen_s, random_s = [], []
-            for seed in range(args.repeats):
-                rng = np.random.default_rng(seed)
-                seeds = list(rng.choice(models, size=4, replace=False))
-                for prompts, sink in (
-                    (select_prompts(book, judge, seeds, pool, k), chosen_s),
-                    (list(rng.choice(pool, size=k, replace=False)), random_s),
-                ):
-                    sink.append(round_robin_on(book, judge, models, prompts, local_truth))
-            rows.append(
-                {
-                    "category": name,
-                    "pool": len(pool),
-                    "judge": judge_name,
-                    "k": k,
-                    "selected: spearman": float(np.mean(chosen_s)),
-                    "random: spearman": float(np.mean(random_s)),
-                }
-            )
+    robin = fresh(max(args.rr_k), 1)
+    robin.ranked = list(models)
+    for k in sorted(args.rr_k):
+        started = time.perf_counter()
+        for i, x in enumerate(models):
+            for y in models[i + 1 :]:
+                if robin.comparable(x, y):
+                    robin.compare(x, y, k)
+        row("round-robin", k, robin.judgments(), measure(robin), time.perf_counter() - started)
+    reference = next(r["votes"] for r in rows if r["method"] == "round-robin" and r["k"] == 10)
+    checkpoints = [int(f * reference) for f in FRACTIONS]
+    order = list(np.random.default_rng(seed).permutation(models))
+    for k in args.insertion_k:
+        started = time.perf_counter()
+        arena = fresh(k, max(1, k // 2))
+        arena.rank(order[:3], order[3:])
+        row("insertion", k, arena.judgments(), measure(arena), time.perf_counter() - started)
+    started = time.perf_counter()
+    arena = fresh(args.adaptive_k, max(1, args.adaptive_k // 2))
+    arena.rank(order[:3], order[3:])
+    row("adaptive", args.adaptive_k, arena.judgments(), measure(arena), time.perf_counter() - started)
+    pending = [c for c in checkpoints if c > arena.judgments()]
+
+    def record(state: Arena) -> None:
+        while pending and state.judgments() >= pending[0]:
+            row("adaptive", args.adaptive_k, state.judgments(), measure(state), time.perf_counter() - started)
+            pending.pop(0)
+
+    spend(arena, max(checkpoints), args.step, progress=record)
+    record(arena)
+    budgets = sorted({*checkpoints, *(r["votes"] for r in rows)})
+    for judgments, value in random_pairs(fresh(1, 1), models, budgets, seed, measure):
+        row("random pairs", None, judgments, value)
     return rows
 
 
-def round_robin_on(book, judge, models, prompts, truth) -> float:
-    from models.bradley_terry import BradleyTerry
+def votes_study(args) -> dict:
+    from data.battles import read_battles
 
-    keys = [
-        (p, x, y)
-        for p in prompts
-        for i, x in enumerate(models)
-        for y in models[i + 1 :]
-        if (p, x) in book.answers and (p, y) in book.answers
-    ]
-    probs = judge.judge(keys)
-    index = {m: i for i, m in enumerate(models)}
-    a = np.array([index[k[1]] for k in keys])
-    b = np.array([index[k[2]] for k in keys])
-    fit = BradleyTerry(len(models), "half", l2=1e-6).fit(a, b, probs[:, 0] + probs[:, 2] / 2)
-    return float(spearmanr(fit.ratings_, truth.loc[models]).statistic)
+    battles = read_battles(args.battles)
+    all_models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
+    rows = []
+    for size in args.sizes:
+        for seed in range(args.repeats):
+            rows += votes_one(battles, all_models, size, seed, args)
+            print(f"models {size}, seed {seed}: done", file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows)
+    # methods measured at the same checkpoints (random pairs, adaptive) are averaged there; the others by k
+    table["point"] = np.where(table["method"].isin(["round-robin", "insertion"]), table["k"].astype(str), "")
+    curve = summarise(table)
+    out = {"battles": args.battles, "repeats": args.repeats, "sizes": args.sizes, "curve": curve.to_dict("records")}
+    out["target_53"] = target_check(curve)
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / "arena_votes_runs.csv", index=False)
+        curve.to_csv(folder / "arena_votes_curve.csv", index=False)
+        plot_votes(curve, folder / "arena_votes_curve.png")
+    return out
 
 
-def plot(summary: pd.DataFrame, path: Path) -> None:
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd per size, method and point (k for round-robin and insertion, checkpoint order otherwise)."""
+    table = table.copy()
+    ranked = table["point"] == ""
+    table.loc[ranked, "point"] = table[ranked].groupby(["models", "seed", "method"]).cumcount().astype(str)
+    return (
+        table.groupby(["models", "method", "point"], sort=False)
+        .agg(k=("k", "first"), votes=("votes", "mean"), spearman=("spearman", "mean"), spearman_sd=("spearman", "std"))
+        .reset_index()
+        .sort_values(["models", "method", "votes"], ignore_index=True)
+    )
+
+
+def target_check(curve: pd.DataFrame) -> dict:
+    """At 53 models: the fewest votes at which the adaptive procedure's mean Spearman reaches round-robin's at k = 10,
+    and random pairs' Spearman at the same checkpoints."""
+    part = curve[curve["models"] == curve["models"].max()]
+    reference = part[(part["method"] == "round-robin") & (part["k"] == 10)].iloc[0]
+    adaptive, rand = part[part["method"] == "adaptive"], part[part["method"] == "random pairs"]
+    reached = adaptive[adaptive["spearman"] >= reference["spearman"]]
+    beside = []
+    for _, point in adaptive.iterrows():
+        near = rand.iloc[(rand["votes"] - point["votes"]).abs().argsort()[:1]].iloc[0]
+        beside.append({"votes": point["votes"], "adaptive": point["spearman"], "random pairs": near["spearman"]})
+    return {
+        "round_robin_k10": {"votes": reference["votes"], "spearman": reference["spearman"]},
+        "adaptive_reaches_it_at_votes": None if reached.empty else float(reached["votes"].min()),
+        "adaptive_at_60_percent": float(np.interp(0.6 * reference["votes"], adaptive["votes"], adaptive["spearman"])),
+        "adaptive_vs_random_pairs": beside,
+    }
+
+
+def plot_votes(curve: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    judges = list(dict.fromkeys(summary["judge"]))
-    fig, axes = plt.subplots(1, len(judges), figsize=(4.2 * len(judges), 3.6), sharey=True)
-    for ax, judge in zip(np.atleast_1d(axes), judges, strict=True):
-        for method, part in summary[summary["judge"] == judge].groupby("method"):
-            part = part.sort_values("judgments")
-            ax.errorbar(part["judgments"], part["spearman"], yerr=part["spearman_sd"], marker="o", capsize=3, label=method)
+    sizes = sorted(curve["models"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.4 * len(sizes), 3.8))
+    for ax, size in zip(np.atleast_1d(axes), sizes, strict=True):
+        for method, part in curve[curve["models"] == size].groupby("method", sort=False):
+            style = "o" if method == "insertion" else "-o"
+            ax.errorbar(part["votes"], part["spearman"], yerr=part["spearman_sd"], fmt=style, capsize=2, ms=3, label=method)
         ax.set_xscale("log")
-        ax.set_title(judge)
-        ax.set_xlabel("judgments")
-    np.atleast_1d(axes)[0].set_ylabel("Spearman with the mean-grade ranking")
+        ax.set_title(f"{size} models")
+        ax.set_xlabel("votes used")
+        ax.set_ylim(max(0.5, curve[curve["models"] == size]["spearman"].min() - 0.05), 1.0)
+    np.atleast_1d(axes)[0].set_ylabel("Spearman with the all-votes ranking")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="study", required=True)
+    votes = sub.add_parser("votes")
+    votes.add_argument("--battles", default="../shared/data/arena-140k-battles/battles.csv")
+    votes.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[13, 26, 53])
+    votes.add_argument("--repeats", type=int, default=5)
+    votes.add_argument("--rr-k", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 3, 5, 10, 20])
+    votes.add_argument("--insertion-k", type=lambda s: [int(v) for v in s.split(",")], default=[5, 10, 20])
+    votes.add_argument("--adaptive-k", type=int, default=4, help="votes per comparison in the adaptive procedure's insertion")
+    votes.add_argument("--step", type=int, default=4, help="fresh votes per adaptive re-comparison")
+    votes.add_argument("--out", default="")
+    graded = sub.add_parser("graded")
+    graded.add_argument("--train", default="../shared/data/arena-bench-pairs/train.csv")
+    graded.add_argument("--grades", default="../shared/data/arena-bench-pairs/grades.csv")
+    graded.add_argument("--judge-run", default="runs/m13/lgbm", help="a cv run whose out-of-fold predictions judge")
+    graded.add_argument("--prompts", default="10,20,40")
+    graded.add_argument("--noise", default="0,2", help="oracle noise sds (grade points, grades are 1-10)")
+    graded.add_argument("--repeats", type=int, default=10)
+    graded.add_argument("--seeds", type=int, default=3, help="seed models ranked round-robin")
+    graded.add_argument("--out", default="")
+    args = parser.parse_args()
+    if args.study == "votes":
+        result = votes_study(args)
+    else:
+        from arena_graded import graded_study
+
+        result = graded_study(args)
+    print(json.dumps(result, indent=1, default=float))
 
 
 if __name__ == "__main__":
