@@ -3,8 +3,11 @@ and per-prompt win rates for routing.
 
 Every fold model of the run ranks the prompt; the point estimate is their mean and the interval is the
 delete-a-group jackknife over the folds: var = (F - 1) / F · Σ_f (θ_f - θ̄)², the folds being F disjoint
-groups of prompts each model was trained without. That interval is about the head's training prompts (another
-draw of prompts would move the coefficients that much), not about how the models would do on this prompt.
+groups of prompts each model was trained without, with Student's t quantile at F - 1 degrees of freedom (five
+folds: 2.78 at 95 %, not the normal 1.96: the variance is estimated from five numbers). Its coverage of the
+true coefficients is checked in simulation (analysis/p2l_coverage.py). That interval is about the head's
+training prompts (another draw of prompts would move the coefficients that much), not about how the models
+would do on this prompt.
 
 Aggregation over a prompt distribution follows P2L: average the per-prompt three-way probabilities of every
 pair over the prompts, then fit one Bradley-Terry model to the averaged matrix (the leaderboard whose
@@ -22,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import norm, spearmanr
+from scipy.stats import t as student_t
 
 from analysis.leaderboard.prompt import names_only_out_of_fold, per_prompt_rank_agreement
 from competition.crossfit import MODEL_DIR
@@ -117,10 +121,18 @@ def win_matrix(pairs: np.ndarray) -> np.ndarray:
     return wins
 
 
-def board(models: list[str], points: np.ndarray, errors: np.ndarray, level: float, wins: np.ndarray) -> pd.DataFrame:
+def interval_half_width(errors: np.ndarray, folds: int, level: float, quantile: str = "t") -> np.ndarray:
+    """Half-width of the `level` interval from jackknife errors over `folds` fold models: Student's t at folds - 1
+    degrees of freedom ("normal" gives the z interval, too narrow with few folds; kept for comparison)."""
+    if quantile == "normal":
+        return norm.ppf(0.5 + level / 2) * errors
+    return student_t.ppf(0.5 + level / 2, df=max(1, folds - 1)) * errors
+
+
+def board(models: list[str], points: np.ndarray, errors: np.ndarray, level: float, wins: np.ndarray, folds: int) -> pd.DataFrame:
     """The leaderboard table: coefficients on the rating scale with intervals, arena's rank and mean win rate."""
-    z = norm.ppf(0.5 + level / 2)
-    lower, upper = points - z * errors, points + z * errors
+    half = interval_half_width(errors, folds, level)
+    lower, upper = points - half, points + half
     table = pd.DataFrame(
         {
             "model": models,
@@ -139,7 +151,7 @@ def prompt_leaderboard(fitted: FittedP2L, turns: list[str | None], models: list[
     theta, tie = fold_coefficients(fitted, [turns], models)
     points, errors = jackknife(theta[:, 0])
     wins = win_matrix(pair_probabilities(points, float(tie[:, 0].mean()), fitted.tie_model))
-    table = board(models, points, errors, level, wins)
+    table = board(models, points, errors, level, wins, len(fitted.estimators))
     order = [models.index(m) for m in table["model"]]
     return table, wins[np.ix_(order, order)]
 
@@ -162,7 +174,7 @@ def aggregate_leaderboard(fitted: FittedP2L, prompts: list[list[str | None]], mo
     fits = [aggregate_ratings(theta[f], tie[f], fitted.tie_model) for f in range(len(theta))]
     points, errors = jackknife(np.stack([ratings for ratings, _ in fits]))
     mean_pairs = np.mean([pairs for _, pairs in fits], axis=0)
-    table = board(models, points, errors, level, win_matrix(mean_pairs))
+    table = board(models, points, errors, level, win_matrix(mean_pairs), len(fitted.estimators))
     averaged = dict(zip(models, 1000.0 + ELO_PER_LOGIT * theta.mean(axis=(0, 1)), strict=True))
     table["mean_coefficient"] = table["model"].map(averaged)
     order = [models.index(m) for m in table["model"]]
