@@ -153,6 +153,8 @@ def config_class(command: str):
 def sample_value(flag):
     if flag.field == "family":  # the model family: a registered name
         return "transformer", ["transformer"]
+    if flag.field == "judge.crowd":  # entries are MODEL=PATH
+        return ("m1=x1", "m2=x2"), ["m1=x1", "m2=x2"]
     if flag.action == "store_true":
         return True, []
     if flag.action == "append":  # repeatable: each use adds one value

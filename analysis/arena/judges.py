@@ -168,7 +168,7 @@ def check_causal_model(model_dir: str | Path) -> Path:
 
     from models.backbone import check_model_dir
 
-    path = check_model_dir(model_dir)
+    path = check_model_dir(model_dir, weights=False)  # the kind of model first: an encoder is named as one
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as err:
@@ -178,7 +178,7 @@ def check_causal_model(model_dir: str | Path) -> Path:
     if not causal:
         kind = ", ".join(named) or config.model_type
         raise InputError(f"a {kind} model is not a causal language model: a judge LM must generate text", path)
-    return path
+    return check_model_dir(path)
 
 
 class GenerativeJudge:
