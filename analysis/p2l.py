@@ -225,8 +225,9 @@ def out_of_fold_coefficients(model_dirs: list[Path], frame: pd.DataFrame, folds:
     for fold in np.unique(folds):
         model = load_model(model_dirs[int(fold)])
         rows = frame[folds == fold].drop_duplicates("group")
-        prompts, _ = unique_prompts(rows)
+        prompts, codes = unique_prompts(rows)  # two groups may hold one text: each group gets its text's row
         theta, tie = model.coefficients(prompts)
+        theta, tie = theta[codes], tie[codes]
         long = pd.DataFrame(theta, columns=model.models_).assign(group=rows["group"].to_numpy(), fold=int(fold), tie=tie)
         parts.append(long.melt(id_vars=["group", "fold", "tie"], var_name="model", value_name="coefficient"))
     table = pd.concat(parts, ignore_index=True)

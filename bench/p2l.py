@@ -6,6 +6,9 @@ python bench/p2l.py figures [--run runs/p2l/minilm] [--names runs/exp/names]
     names-aware LightGBM cv run on the same fold table (weights cross-fitted by fold), and routing on
     arena-bench-pairs grades at half the best model's cost: P2L's router beside the ridge router with
     registry prompt features and with MiniLM added, at several budgets.
+python bench/p2l.py coverage [--worlds 10]
+    Coverage of the 95 % intervals for new prompts in simulation (analysis/p2l_coverage.py): the fold jackknife
+    with Student's t at F - 1 degrees of freedom (what prompt-leaderboard reports) beside the normal z = 1.96.
 python bench/p2l.py gpu-check --model DIR [--steps 20]
     The GPU preset (configs/p2l/qwen25_lora.toml) on a local model directory: a few training steps on
     simulated battles on CUDA (bf16 backbone, LoRA, float32 head), prediction, save and reload; and the frozen
@@ -122,11 +125,18 @@ def main() -> None:
     fig = sub.add_parser("figures")
     fig.add_argument("--run", default="runs/p2l/minilm")
     fig.add_argument("--names", default="runs/exp/names")
+    cover = sub.add_parser("coverage")
+    cover.add_argument("--worlds", type=int, default=10)
     gpu = sub.add_parser("gpu-check")
     gpu.add_argument("--model", required=True)
     gpu.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    result = figures(args.run, args.names) if args.what == "figures" else gpu_check(args.model, args.steps)
+    if args.what == "coverage":
+        from analysis.p2l_coverage import coverage
+
+        result = {"worlds": args.worlds, "level": 0.95, "coverage": coverage(args.worlds)}
+    else:
+        result = figures(args.run, args.names) if args.what == "figures" else gpu_check(args.model, args.steps)
     print(json.dumps(result, indent=1))
 
 

@@ -217,3 +217,25 @@ def test_aggregating_identical_prompts_gives_their_own_leaderboard_and_mixtures_
     mean = mixture.mean(axis=0)
     assert np.argsort(ratings).tolist() == np.argsort(mean).tolist()
     assert ratings[0] - ratings[1] < 0.8 * (mean[0] - mean[1])
+
+
+def test_two_prompt_groups_with_one_text_each_get_their_coefficients(model, train_frame, tmp_path):
+    from analysis.p2l import out_of_fold_coefficients
+    from models.registry import save_model
+
+    save_model(model, tmp_path / "model")
+    rows = train_frame.drop_duplicates("question_id").head(4).copy()
+    rows = pd.concat([rows, rows.iloc[[0]].assign(question_id="copy-of-first")])  # another id, the same text
+    rows["group"] = rows["question_id"]
+    table = out_of_fold_coefficients([tmp_path / "model"], rows, np.zeros(len(rows), dtype=int))
+    wide = table.pivot(index="group", columns="model", values="coefficient")
+    assert len(wide) == 5
+    assert np.allclose(wide.loc["copy-of-first"], wide.loc[rows["question_id"].iloc[0]])
+
+
+def test_intervals_from_five_fold_models_use_student_t_at_four_degrees_of_freedom():
+    from analysis.p2l import interval_half_width
+
+    # the variance comes from five numbers: the 95 % quantile is t(4) = 2.776, not the normal 1.960
+    assert interval_half_width(np.array([1.0]), folds=5, level=0.95)[0] == pytest.approx(2.7764, abs=1e-4)
+    assert interval_half_width(np.array([1.0]), folds=41, level=0.95)[0] == pytest.approx(2.0211, abs=1e-4)
