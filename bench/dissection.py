@@ -1,6 +1,7 @@
 """Dissection figures on a pairs file, as JSON: wall time of a whole `dissect` (all properties, all scenarios,
 the given judges), and the Laplace posterior of the labels' judge against an MCMC sampler (emcee, optional:
-requirements-bench.txt) on the same likelihood and prior.
+requirements-bench.txt) on the same likelihood and prior; and the width of prompt-clustered (sandwich) intervals
+over the independent Laplace ones, per property (pairs sharing a prompt share its answers).
 
     python bench/dissection.py --train ../shared/data/arena-bench-pairs/train.csv --judges runs/m13/lgbm runs/m13/reward
 """
@@ -18,11 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from analysis.dissection.bayes import fit_posterior  # noqa: E402
+from analysis.dissection.bayes import clustered_covariance, fit_posterior  # noqa: E402
 from analysis.dissection.judges import label_targets  # noqa: E402
 from analysis.dissection.properties import standardised  # noqa: E402
 from analysis.dissection.settings import DissectConfig  # noqa: E402
 from competition.config import load_config  # noqa: E402
+from competition.folds import prompt_groups  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
 
 
@@ -64,8 +66,17 @@ def main() -> None:
     target, weight = label_targets(frame["label"].to_numpy(), "drop")
     keep = weight > 0
     laplace = fit_posterior(x.to_numpy()[keep], target[keep], prior_sd=cfg.dissect.prior_sd)
+    groups = prompt_groups(frame).astype(str).to_numpy()[keep]
+    clustered = clustered_covariance(x.to_numpy()[keep], target[keep], laplace, groups, prior_sd=cfg.dissect.prior_sd)
+    ratio = np.sqrt(np.diag(clustered)) / laplace.sd
     result = {
         "pairs": len(frame),
+        "clustered_over_independent_width": {
+            "prompts": int(len(np.unique(groups))),
+            "median": float(np.median(ratio)),
+            "range": [float(ratio.min()), float(ratio.max())],
+            "per_property": dict(zip(x.columns, np.round(ratio, 3).tolist(), strict=True)),
+        },
         "judges": out["summary"]["judges"],
         "dissect_wall_seconds": wall,
         "dissect_inner_seconds": out["summary"]["seconds"],

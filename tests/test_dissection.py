@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.dissection.analysis import LABELS_JUDGE, dissect
-from analysis.dissection.bayes import fit_posterior
+from analysis.dissection.bayes import clustered_covariance, fit_posterior
 from analysis.dissection.judges import label_targets
 from analysis.dissection.properties import PROPERTY_NAMES, external_differences
 from analysis.dissection.scenarios import scenario_of
@@ -38,6 +38,18 @@ def test_effects_are_recovered_and_95_percent_intervals_cover_at_about_the_nomin
     assert 0.90 <= rate <= 0.99  # 240 intervals; the nominal rate is 0.95
     x, y = simulated(20000, 99)
     np.testing.assert_allclose(fit_posterior(x, y).mean, TRUE_EFFECTS, atol=0.06)
+
+
+def test_clustered_intervals_widen_by_the_copies_a_cluster_holds_and_match_independent_ones_without_copies():
+    x, y = simulated(3000, 5)
+    alone = fit_posterior(x, y)
+    independent = clustered_covariance(x, y, alone, np.arange(len(x)))
+    np.testing.assert_allclose(np.sqrt(np.diag(independent)) / alone.sd, 1.0, atol=0.1)
+    # every pair recorded four times in one cluster: four times the rows, no more evidence
+    copies = fit_posterior(np.repeat(x, 4, axis=0), np.repeat(y, 4))
+    clustered = clustered_covariance(np.repeat(x, 4, axis=0), np.repeat(y, 4), copies, np.repeat(np.arange(len(x)), 4))
+    np.testing.assert_allclose(copies.sd / alone.sd, 0.5, atol=0.03)  # the Laplace interval believes the copies
+    np.testing.assert_allclose(np.sqrt(np.diag(clustered)) / copies.sd, 2.0, atol=0.2)
 
 
 def test_exchanging_a_and_b_and_reordering_rows_leave_the_effects_unchanged():

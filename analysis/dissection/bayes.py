@@ -75,3 +75,29 @@ def fit_posterior(
     cov = np.linalg.inv(hessian)
     names = list(names) if names is not None else [f"x{i}" for i in range(x.shape[1])]
     return Posterior(names, found.x, (cov + cov.T) / 2, float(weight.sum()))
+
+
+def clustered_covariance(
+    x: np.ndarray,
+    target: np.ndarray,
+    posterior: Posterior,
+    groups: np.ndarray,
+    weight: np.ndarray | None = None,
+    prior_sd: float = 2.5,
+) -> np.ndarray:
+    """The sandwich covariance H⁻¹ (Σ_g s_g s_gᵀ) H⁻¹ at the posterior mode, s_g the summed score of cluster g's rows.
+
+    Pairs sharing a prompt are not independent evidence (the same answers recur in many pairs of a prompt); the
+    Laplace covariance H⁻¹ treats them as if they were. With every row its own cluster and a well-specified
+    model, the sandwich is close to H⁻¹; rows that copy each other within a cluster widen it by the copies' share."""
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.ones(len(x)) if weight is None else np.asarray(weight, dtype=np.float64)
+    p = special.expit(x @ posterior.mean)
+    hessian = (x * (weight * p * (1 - p))[:, None]).T @ x + np.eye(x.shape[1]) / prior_sd**2
+    scores = x * (weight * (p - np.asarray(target, dtype=np.float64)))[:, None]
+    _, cluster = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    summed = np.zeros((cluster.max() + 1, x.shape[1]))
+    np.add.at(summed, cluster, scores)
+    bread = np.linalg.inv(hessian)
+    cov = bread @ (summed.T @ summed) @ bread
+    return (cov + cov.T) / 2
