@@ -108,6 +108,9 @@ def votes_study(args) -> dict:
         for seed in range(args.repeats):
             rows += votes_one(battles, all_models, size, seed, args)
             print(f"models {size}, seed {seed}: done", file=sys.stderr, flush=True)
+            if args.out:  # every finished seed is kept: a long study stopped early still leaves its runs
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                pd.DataFrame(rows).to_csv(Path(args.out) / "arena_votes_runs.csv", index=False)
     table = pd.DataFrame(rows)
     # methods measured at the same checkpoints (random pairs, adaptive) are averaged there; the others by k
     table["point"] = np.where(table["method"].isin(["round-robin", "insertion"]), table["k"].astype(str), "")
