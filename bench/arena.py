@@ -111,28 +111,54 @@ def votes_study(args) -> dict:
             if args.out:  # every finished seed is kept: a long study stopped early still leaves its runs
                 Path(args.out).mkdir(parents=True, exist_ok=True)
                 pd.DataFrame(rows).to_csv(Path(args.out) / "arena_votes_runs.csv", index=False)
-    table = pd.DataFrame(rows)
-    # methods measured at the same checkpoints (random pairs, adaptive) are averaged there; the others by k
-    table["point"] = np.where(table["method"].isin(["round-robin", "insertion"]), table["k"].astype(str), "")
+    return summarise_runs(pd.DataFrame(rows), args)
+
+
+def summarise_runs(table: pd.DataFrame, args) -> dict:
+    """The curve (means ± sd over seeds at matching points), the target check, and the files under `args.out`."""
+    table = table.assign(point=point_labels(table))
     curve = summarise(table)
-    out = {"battles": args.battles, "repeats": args.repeats, "sizes": args.sizes, "curve": curve.to_dict("records")}
-    out["target_53"] = target_check(curve)
+    out = {"battles": args.battles, "repeats": int(table["seed"].nunique()), "sizes": sorted(table["models"].unique())}
+    out |= {"curve": curve.to_dict("records"), "target_53": target_check(curve)}
     if args.out:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
-        table.to_csv(folder / "arena_votes_runs.csv", index=False)
+        table.drop(columns="point").to_csv(folder / "arena_votes_runs.csv", index=False)
         curve.to_csv(folder / "arena_votes_curve.csv", index=False)
         plot_votes(curve, folder / "arena_votes_curve.png")
     return out
 
 
+def point_labels(table: pd.DataFrame) -> list[str]:
+    """What each measurement is averaged with across seeds: k for round-robin and insertion; for adaptive and random
+    pairs the budget it was taken at (a share of the seed's round-robin k = 10 votes, or another method's count),
+    since at 13 and 26 models each seed draws other models and the counts differ."""
+    labels = []
+    for _, part in table.groupby(["models", "seed"], sort=False):
+        reference = part[(part["method"] == "round-robin") & (part["k"] == 10)]["votes"].iloc[0]
+        shares = {int(f * reference): f"{f:.0%} of round-robin k=10" for f in FRACTIONS}
+        inserted = part[part["method"] == "adaptive"]["votes"].min()
+        named = {
+            v: f"{m} k={k:g}"
+            for m, k, v in part[part["method"].isin(["round-robin", "insertion"])][["method", "k", "votes"]].to_numpy()
+        }
+        for index, (method, k, votes) in zip(part.index, part[["method", "k", "votes"]].to_numpy(), strict=True):
+            if method in ("round-robin", "insertion"):
+                label = f"k={k:g}"
+            elif method == "adaptive":
+                passed = [f for c, f in shares.items() if c <= votes]
+                label = passed[-1] if passed else "after insertion"
+            else:
+                label = shares.get(votes) or named.get(votes) or ("after insertion" if votes == inserted else "")
+            labels.append((index, label))
+    return [label for _, label in sorted(labels)]
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± sd per size, method and point (k for round-robin and insertion, checkpoint order otherwise)."""
-    table = table.copy()
-    ranked = table["point"] == ""
-    table.loc[ranked, "point"] = table[ranked].groupby(["models", "seed", "method"]).cumcount().astype(str)
+    """Mean ± sd per size, method and point (random pairs' checks at the adaptive run's other counts are left out)."""
     return (
-        table.groupby(["models", "method", "point"], sort=False)
+        table[table["point"] != ""]
+        .groupby(["models", "method", "point"], sort=False)
         .agg(k=("k", "first"), votes=("votes", "mean"), spearman=("spearman", "mean"), spearman_sd=("spearman", "std"))
         .reset_index()
         .sort_values(["models", "method", "votes"], ignore_index=True)
@@ -148,8 +174,9 @@ def target_check(curve: pd.DataFrame) -> dict:
     reached = adaptive[adaptive["spearman"] >= reference["spearman"]]
     beside = []
     for _, point in adaptive.iterrows():
-        near = rand.iloc[(rand["votes"] - point["votes"]).abs().argsort()[:1]].iloc[0]
-        beside.append({"votes": point["votes"], "adaptive": point["spearman"], "random pairs": near["spearman"]})
+        same = rand[rand["point"] == point["point"]]
+        if len(same):
+            beside.append({"point": point["point"], "adaptive": point["spearman"], "random pairs": same["spearman"].iloc[0]})
     return {
         "round_robin_k10": {"votes": reference["votes"], "spearman": reference["spearman"]},
         "adaptive_reaches_it_at_votes": None if reached.empty else float(reached["votes"].min()),
@@ -193,6 +220,7 @@ def main() -> None:
     votes.add_argument("--adaptive-k", type=int, default=4, help="votes per comparison in the adaptive procedure's insertion")
     votes.add_argument("--step", type=int, default=4, help="fresh votes per adaptive re-comparison")
     votes.add_argument("--out", default="")
+    votes.add_argument("--from-runs", default="", help="summarise an earlier study's arena_votes_runs.csv, run nothing")
     graded = sub.add_parser("graded")
     graded.add_argument("--train", default="../shared/data/arena-bench-pairs/train.csv")
     graded.add_argument("--grades", default="../shared/data/arena-bench-pairs/grades.csv")
@@ -204,7 +232,7 @@ def main() -> None:
     graded.add_argument("--out", default="")
     args = parser.parse_args()
     if args.study == "votes":
-        result = votes_study(args)
+        result = summarise_runs(pd.read_csv(args.from_runs), args) if args.from_runs else votes_study(args)
     else:
         from arena_graded import graded_study
 
