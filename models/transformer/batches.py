@@ -70,33 +70,37 @@ def collate(sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch
     return {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
 
 
-def autocast(model, device: str | torch.device):
+def autocast(model, device: str | torch.device, precision: str = "weights"):
     """Mixed precision as trained: ops run in the dtype of the (frozen) input embedding, so fp32 trainable
     parameters (adapters, head) meet bfloat16/float16 activations without casts by hand; a float32 model
-    runs without autocast."""
+    runs without autocast unless `precision` is "bfloat16" (float32 weights, bfloat16 activations)."""
     import torch
 
-    dtype = model.get_input_embeddings().weight.dtype
+    dtype = torch.bfloat16 if precision == "bfloat16" else model.get_input_embeddings().weight.dtype
     return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16))
 
 
-def forward_logits(model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device) -> torch.Tensor:
+def forward_logits(
+    model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device, precision: str = "weights"
+) -> torch.Tensor:
     """float64 logits (n, labels) of one right-padded batch, without gradients."""
     import torch
 
-    with torch.inference_mode(), autocast(model, device):
+    with torch.inference_mode(), autocast(model, device, precision):
         logits = model(**collate(sequences, pad_id, device)).logits
     return logits.double()
 
 
-def predict_batch(model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device) -> np.ndarray:
+def predict_batch(
+    model, sequences: Sequence[Sequence[int]], pad_id: int, device: str | torch.device, precision: str = "weights"
+) -> np.ndarray:
     """(n, 3) float64 probabilities (a, b, tie) of one batch, in the order given.
 
     The softmax runs in float64 on the logits, so bfloat16 logits lose no more than their own rounding.
     """
     import torch
 
-    return torch.softmax(forward_logits(model, sequences, pad_id, device), dim=-1).cpu().numpy()
+    return torch.softmax(forward_logits(model, sequences, pad_id, device, precision), dim=-1).cpu().numpy()
 
 
 def is_out_of_memory(err: BaseException) -> bool:

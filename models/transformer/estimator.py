@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -167,16 +168,32 @@ class TransformerPreference:
             return frame, targets
         return pd.concat([frame, self.unlabeled], ignore_index=True), np.concatenate([targets, pseudo])
 
+    def _answers_batched(self) -> bool:
+        return self.model.head == "reward" and self.train.batching == "answers"
+
     def fit(self, frame: pd.DataFrame, y: np.ndarray, groups=None) -> TransformerPreference:
         """Fine-tunes on `frame`'s turn lists; `groups` (prompt ids) nest the teacher's refits by prompt."""
         y = np.asarray(y, dtype=np.int64)
         rows, targets = self._targets(frame, y, groups)
         self._setup()
-        self.result_ = train_classifier(
-            self.network_, self.tokenizer_, rows, targets, self.model, self.train, self.device_, self.checkpoint_dir
-        )
+        began = time.perf_counter()
+        args = (self.network_, self.tokenizer_, rows, targets)
+        if self._answers_batched():
+            from models.transformer.reward_training import train_reward
+
+            prompts = prompt_groups(rows).to_numpy()
+            self.result_ = train_reward(*args, prompts, self.model, self.train, self.device_, self.checkpoint_dir)
+        else:
+            self.result_ = train_classifier(*args, self.model, self.train, self.device_, self.checkpoint_dir)
         # read by the cross-fit loop: the fold report's steps, and a time-boxed fold left to resume, not scored
         self.fit_facts_ = {"steps": self.result_.steps_done, "train_rows_with_unlabeled": len(rows)}
+        self.fit_facts_["train_seconds"] = time.perf_counter() - began
+        if self._answers_batched():
+            result = self.result_
+            self.fit_facts_ |= {"best_step": result.best_step, "early_stopped": result.early_stopped}
+            self.fit_facts_ |= {"distinct_sides": result.sides, "side_passes": result.side_passes}
+            if result.evaluations:
+                self.fit_facts_["held_out_log_loss"] = min(loss for _, loss in result.evaluations)
         self.stopped_ = self.result_.stopped
         return self
 
@@ -199,12 +216,27 @@ class TransformerPreference:
         for rows in self._batches(sequences):
             batch = [sequences[i] for i in rows]
             probs[rows] = score_with_backoff(
-                lambda b: predict_batch(self.network_, b, pad_id, self.device_), batch, self.device_, backoff
+                lambda b: predict_batch(self.network_, b, pad_id, self.device_, self.model.autocast), batch, self.device_, backoff
             )
         return probs
 
     def _predict_reward(self, frame: pd.DataFrame) -> np.ndarray:
-        """Each (prompt, response) scored once; the pair's probabilities from the two rewards."""
+        """The pair's probabilities from its two sides' rewards; with answers batching each distinct (prompt,
+        response) of the frame is scored once, else both sides of every row."""
+        if self._answers_batched():
+            from models.transformer.answers import side_table
+            from models.transformer.reward_training import pair_probabilities
+
+            table = side_table(self.tokenizer_, frame, self.model.max_length)
+            return pair_probabilities(
+                self.network_,
+                table,
+                np.arange(len(frame)),
+                self.tokenizer_.pad_token_id,
+                self.device_,
+                self.train.predict_tokens,
+                self.model.autocast,
+            )
         sequences = [
             *encode_responses(self.tokenizer_, frame, self.model.max_length, "a"),
             *encode_responses(self.tokenizer_, frame, self.model.max_length, "b"),
@@ -213,7 +245,7 @@ class TransformerPreference:
         pad_id, backoff = self.tokenizer_.pad_token_id, self._backoff()
 
         def score(batch):
-            return forward_logits(self.network_.scorer, batch, pad_id, self.device_)[:, 0].cpu().numpy()
+            return forward_logits(self.network_.scorer, batch, pad_id, self.device_, self.model.autocast)[:, 0].cpu().numpy()
 
         for rows in self._batches(sequences):
             batch = [sequences[i] for i in rows]

@@ -153,13 +153,15 @@ def encode_pairs(tokenizer, frame, max_length: int, swapped: bool | Sequence[boo
     return [pack_pair(tokenizer, prompt, *((b, a) if swap else (a, b)), max_length) for prompt, a, b, swap in rows]
 
 
-def encode_responses(tokenizer, frame, max_length: int, side: str) -> list[list[int]]:
-    """Packed ids of (prompt, response `side`) for each row, `side` "a" or "b": each response gets the whole
-    budget with its prompt, so the two sides of a row are scored by the same function (the reward head)."""
+def encode_side(tokenizer, prompt_turns, response_turns, max_length: int) -> list[int]:
+    """Packed ids of one (prompt, response) side: the response gets the whole budget with its prompt (the
+    reward head scores the two sides of a pair by the same function)."""
     prefix, suffix = special_affixes(tokenizer)
+    segments = pack_fields(tokenizer, (prompt_turns, response_turns), SINGLE_HEADERS, max_length)
+    return prefix + [i for seg in segments for i in seg] + suffix
+
+
+def encode_responses(tokenizer, frame, max_length: int, side: str) -> list[list[int]]:
+    """Packed ids of (prompt, response `side`) for each row, `side` "a" or "b" (see `encode_side`)."""
     column = {"a": "response_a", "b": "response_b"}[side]
-    out = []
-    for prompt, response in zip(frame["prompt"], frame[column], strict=True):
-        segments = pack_fields(tokenizer, (prompt, response), SINGLE_HEADERS, max_length)
-        out.append(prefix + [i for seg in segments for i in seg] + suffix)
-    return out
+    return [encode_side(tokenizer, p, r, max_length) for p, r in zip(frame["prompt"], frame[column], strict=True)]

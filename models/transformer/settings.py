@@ -9,6 +9,8 @@ from models.backbone import BackboneConfig
 
 HEADS = ("cross", "reward")
 ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention")
+AUTOCASTS = ("weights", "bfloat16")
+BATCHINGS = ("answers", "pairs")
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,9 @@ class ModelConfig(BackboneConfig):
     """`[model]`: the backbone (models/backbone.py) and how the classifier reads a pair."""
 
     head: str = "cross"  # cross: 3-way head on (prompt, A, B); reward: shared scalar head on (prompt, A), (prompt, B)
+    # weights: activations in the weights' dtype (float32 weights run without autocast); bfloat16: bf16 autocast
+    # over float32 weights (CPUs with AVX512-BF16/AMX, CUDA >= 8.0), the float32 master weights unchanged
+    autocast: str = "weights"
     max_length: int = 512
     frozen_layers: int = 0  # the first N transformer layers get no updates (and no adapters)
     # true, false, or "auto": on only when training would not fit the GPU's memory without it (never on CPU)
@@ -28,6 +33,7 @@ class ModelConfig(BackboneConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.head in HEADS, "head", f"must be one of {', '.join(HEADS)}")
+        require(self.autocast in AUTOCASTS, "autocast", f"must be one of {', '.join(AUTOCASTS)}")
         require(8 <= self.max_length <= 1_048_576, "max_length", "must be between 8 and 1048576 tokens")
         require(self.frozen_layers >= 0, "frozen_layers", "must be >= 0")
         require(self.gradient_checkpointing in (True, False, "auto"), "gradient_checkpointing", "must be true, false or auto")
@@ -54,6 +60,15 @@ class TrainConfig:
     micro_batch_tokens: int | None = None
     bucket_batches: int = 16
     fused_optimizer: bool = False
+    # reward head: answers = each step encodes each distinct (prompt, answer) side of its pairs once, pairs grouped
+    # by prompt in units of `step_tokens` tokens (epochs count pairs); pairs = both sides of every pair each step
+    batching: str = "answers"
+    step_tokens: int = 4096  # answers batching: tokens of distinct sides in one micro-batch
+    # answers batching: share of training prompts held out to pick the best of `evals_per_epoch` evaluations per
+    # epoch (the weights kept); training stops after `patience` evaluations without improvement. 0: no hold-out
+    early_stopping_share: float = 0.0
+    evals_per_epoch: int = 2
+    patience: int = 2
     max_train_rows: int | None = None  # subsample each fold's training part (CPU runs)
     max_valid_rows: int | None = None  # subsample each fold's scored part (CPU runs)
     only_folds: tuple[int, ...] = ()  # train these folds only; empty: all
@@ -77,6 +92,11 @@ class TrainConfig:
             self.micro_batch_tokens is None or self.micro_batch_tokens >= 8, "micro_batch_tokens", "must be at least 8 (or unset)"
         )
         require(self.bucket_batches >= 1, "bucket_batches", "must be at least 1")
+        require(self.batching in BATCHINGS, "batching", f"must be one of {', '.join(BATCHINGS)}")
+        require(self.step_tokens >= 8, "step_tokens", "must be at least 8")
+        share = self.early_stopping_share
+        require(finite(share) and 0 <= share < 1, "early_stopping_share", "must be in [0, 1)")
+        require(self.evals_per_epoch >= 1 and self.patience >= 1, "evals_per_epoch", "and patience must be at least 1")
         for name in ("max_train_rows", "max_valid_rows", "stop_after_steps"):
             value = getattr(self, name)
             require(value is None or value >= 1, name, "must be at least 1 (or unset)")

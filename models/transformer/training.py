@@ -138,8 +138,11 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, fingerprint: dict, device) -> None:
-    """Rank 0 writes the state (identical on every rank after a synchronised step) and every rank's RNG."""
+def save_checkpoint(
+    path: Path, model, optimizer, scheduler, scaler, step: int, fingerprint: dict, device, extra: dict | None = None
+) -> None:
+    """Rank 0 writes the state (identical on every rank after a synchronised step), every rank's RNG and
+    `extra` (what a loop keeps besides, e.g. the best weights so far)."""
     rng = gather_objects(_rng_state(device))
     if current_ranks().is_main:
         state = {
@@ -150,6 +153,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, 
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "rng": rng,
+            "extra": extra or {},
         }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -158,8 +162,13 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, scaler, step: int, 
 
 def resume(path: Path, model, optimizer, scheduler, scaler, fingerprint: dict, device) -> int:
     """Restores a checkpoint when there is one; returns the step to continue from."""
+    return resume_with_extra(path, model, optimizer, scheduler, scaler, fingerprint, device)[0]
+
+
+def resume_with_extra(path: Path, model, optimizer, scheduler, scaler, fingerprint: dict, device) -> tuple[int, dict]:
+    """`resume`, also returning the checkpoint's `extra` ({} without a checkpoint)."""
     if not path.exists():
-        return 0
+        return 0, {}
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = state.get("fingerprint", {})
     if saved.get("world", 1) != fingerprint["world"]:
@@ -179,7 +188,16 @@ def resume(path: Path, model, optimizer, scheduler, scaler, fingerprint: dict, d
     if "cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state(rng["cuda"], device)
     log.info("resumed from %s at step %d", path, state["step"])
-    return int(state["step"])
+    return int(state["step"]), dict(state.get("extra", {}))
+
+
+def optimizer_step(params, optimizer, scheduler, scaler) -> None:
+    """One update from the accumulated gradients: unscaled (float16), clipped to norm 1, then the schedule moves."""
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
 
 
 def text_lengths(frame) -> np.ndarray:
@@ -240,7 +258,7 @@ def train_classifier(
             # gradients are averaged across ranks on the last micro-batch of the step only
             sync = runner.no_sync() if ranks.world > 1 and i < len(passes) - 1 else contextlib.nullcontext()
             with sync:
-                with autocast(network, device):
+                with autocast(network, device, model_cfg.autocast):
                     logits = training_logits(
                         runner, model_cfg.head, tokenizer, frame.iloc[rows], swapped, model_cfg.max_length, device
                     )
@@ -249,11 +267,7 @@ def train_classifier(
                 loss = row_losses.mean() / cfg.grad_accum if row_weight is None else row_losses.sum() * row_weight
                 scaler.scale(loss).backward()
             step_loss += loss.item()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        optimizer_step(params, optimizer, scheduler, scaler)
         result.losses.append(mean_over_ranks(step_loss, device))
         result.step_seconds.append(time.perf_counter() - began)
         result.steps_done = step + 1
