@@ -20,7 +20,7 @@ from competition.atomic import write_atomic
 from competition.config import require
 from competition.errors import InputError
 from competition.folds import prompt_groups
-from features import author, consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
+from features import answer_score, author, consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
 from features.text import text_frame
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ FEATURE_GROUPS: dict[str, FeatureGroup] = {
         FeatureGroup("similarity", overlap.similarity_features, overlap.VERSION, "moderate"),
         FeatureGroup("consensus", consensus.consensus_features, consensus.VERSION, "moderate"),
         FeatureGroup("author", None, author.VERSION, "trained", default=False, trainer=author.AuthorModel),
+        FeatureGroup("answer_score", None, answer_score.VERSION, "trained", default=False, trainer=answer_score.AnswerScorer),
         FeatureGroup(
             "model_names",
             model_names.model_name_features,

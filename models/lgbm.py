@@ -99,6 +99,12 @@ class LGBMSettings:
         return [self.features.cache_dir]
 
 
+def _with_columns(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """`frame` carrying `table`'s columns (replacing any of the same name)."""
+    kept = frame.drop(columns=[c for c in table.columns if c in frame.columns])
+    return pd.concat([kept, table.set_axis(frame.index)], axis=1)
+
+
 def _with_swaps(X: pd.DataFrame, y: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.concat([X, swap_features(X)], ignore_index=True), np.concatenate([y, swap_labels(y)])
 
@@ -146,7 +152,9 @@ class LGBMPreference:
 
     def feature_table(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The model's columns for rows to predict (trained groups from their copies fitted on all training rows)."""
-        parts = [self.computed_table(frame), *(self.trained_[name].transform(frame) for name in trained(self._groups()))]
+        table = self.computed_table(frame)
+        described = _with_columns(frame, table)
+        parts = [table, *(self.trained_[name].transform(described) for name in trained(self._groups()))]
         table = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
         return table[self.columns_]
 
@@ -165,12 +173,14 @@ class LGBMPreference:
     def _training_table(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
         """Columns for the training rows: trained groups nested, so no row's columns saw its own prompt."""
         table = self.computed_table(frame)
+        # trained groups read the whole-file computed columns (answer_score scores answers from them)
+        described = _with_columns(frame, table)
         if self.config.alone_share > 0:
             table = self._alone_mixed(frame, table, groups)
         parts, self.trained_ = [table], {}
         for name in trained(self.features.groups):
-            parts.append(nested_features(name, frame, y, groups, self.config.inner_folds, self.seed))
-            self.trained_[name] = fit_group(name, frame, y)
+            parts.append(nested_features(name, described, y, groups, self.config.inner_folds, self.seed))
+            self.trained_[name] = fit_group(name, described, y)
         return pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
 
     def _teacher_probabilities(self, frame: pd.DataFrame, y: np.ndarray, groups: np.ndarray) -> np.ndarray | None:

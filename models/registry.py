@@ -65,6 +65,12 @@ FAMILIES: dict[str, ModelFamily] = {
             on_base_model=True,
         ),
         ModelFamily(
+            "pairwise_gbdt",
+            "models.answer_gbdt:PairwiseGBDT",
+            "LightGBM answer scores with a pairwise Davidson objective",
+            "models.answer_gbdt:PairwiseSettings",
+        ),
+        ModelFamily(
             "p2l",
             "models.p2l.estimator:P2LPreference",
             "prompt-to-leaderboard (coefficients from the prompt)",

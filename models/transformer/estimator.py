@@ -191,7 +191,7 @@ class TransformerPreference:
         if self._answers_batched():
             result = self.result_
             self.fit_facts_ |= {"best_step": result.best_step, "early_stopped": result.early_stopped}
-            self.fit_facts_ |= {"distinct_sides": result.sides, "side_passes": result.side_passes}
+            self.fit_facts_ |= {"distinct_sides": result.sides, "side_passes": sum(result.step_sides)}
             if result.evaluations:
                 self.fit_facts_["held_out_log_loss"] = min(loss for _, loss in result.evaluations)
         self.stopped_ = self.result_.stopped

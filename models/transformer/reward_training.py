@@ -50,8 +50,8 @@ log = logging.getLogger(__name__)
 class RewardTrainResult(TrainResult):
     pairs: int = 0  # training pairs (held-out ones excluded)
     sides: int = 0  # distinct (prompt, answer) sides of the training pairs
-    side_passes: int = 0  # sides encoded (forward + backward) in the steps run in this call
-    pairs_seen: int = 0  # pairs whose loss entered a step run in this call
+    step_sides: list[int] = field(default_factory=list)  # sides encoded (forward + backward) in each step of this call
+    step_pairs: list[int] = field(default_factory=list)  # pairs whose loss entered each step of this call
     evaluations: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out log loss)
     best_step: int = 0  # the step whose weights were kept (the last one without early stopping)
     early_stopped: bool = False
@@ -189,7 +189,7 @@ def train_reward(
         began = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         units = schedule[step * micro : (step + 1) * micro]
-        step_pairs, step_loss = sum(len(u) for u in units), 0.0
+        step_pairs, step_loss, step_sides = sum(len(u) for u in units), 0.0, 0
         mine = units[ranks.rank :: ranks.world]
         for i, unit in enumerate(mine):
             sync = runner.no_sync() if ranks.world > 1 and i < len(mine) - 1 else contextlib.nullcontext()
@@ -200,10 +200,11 @@ def train_reward(
                 loss = loss * ranks.world / step_pairs
                 scaler.scale(loss).backward()
             step_loss += loss.item()
-            result.side_passes += n_sides
-            result.pairs_seen += len(unit)
+            step_sides += n_sides
         optimizer_step(params, optimizer, scheduler, scaler)
         result.losses.append(mean_over_ranks(step_loss, device))
+        result.step_pairs.append(sum(len(u) for u in mine))
+        result.step_sides.append(step_sides)
         result.steps_done = step + 1
         if eval_every and (result.steps_done % eval_every == 0 or result.steps_done == total):
             result.evaluations.append((result.steps_done, evaluate(result.steps_done)))
