@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("cli.features", "build a file's feature table as parquet parts, here or on a Ray cluster"),
     "arena": ("cli.arena", "rank models from automatic pairwise judgments (binary insertion, Bradley-Terry)"),
     "dissect": ("cli.dissect", "which answer properties move a judge: effects with credible intervals"),
+    "recipe": ("cli.recipe", "the whole ensemble from a training file to a submission, resumable stage by stage"),
     "train-p2l": ("cli.training", "cv of the p2l family: per-prompt Bradley-Terry coefficients from the prompt alone"),
     "submit": ("cli.submit", "score a test file with a blend (or one run) into a validated submission, resumably"),
     "bundle": ("cli.bundle", "write an offline Kaggle bundle: the project, wheels, the chosen runs, one entry point"),

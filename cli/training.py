@@ -51,6 +51,7 @@ GRADES = Flag(
 )
 FAMILY_FLAGS: dict[str, tuple[Flag, ...]] = {
     "lgbm": (TEACHER, TEACHER_WEIGHT, FEATURES_TABLE),
+    "pairwise_gbdt": (FEATURES_TABLE,),
     "transformer": (STUDENT_TEACHER, STUDENT_TEACHER_WEIGHT, UNLABELED),
     "p2l": (GRADES,),
 }

@@ -51,6 +51,8 @@ class RunKind(StrEnum):
     DISSECTION = "dissection"
     SUBMIT = "submit"  # a submission's work folder: resumable shards, summary
     BUNDLE = "bundle"  # an offline Kaggle bundle
+    RECIPE = "recipe"  # the recipe's blend, report and submission, above its stages' runs
+    RECIPE_PLAN = "recipe-plan"  # the fingerprints of the recipe's stages
 
 
 class StageConfig(Protocol):

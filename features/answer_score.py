@@ -120,7 +120,7 @@ class AnswerScorer:
         early_stopping_rounds: int = 100,
         stop_share: float = 0.15,
         seed: int = 0,
-        num_threads: int = 2,
+        num_threads: int = 1,  # a few thousand answer rows: a second thread adds little and spin-waits on a busy CPU
     ):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves

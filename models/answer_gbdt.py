@@ -44,7 +44,7 @@ class PairwiseSettings:
 class PairwiseGBDT:
     """`fit(frame, y, groups)` returns self, `predict_proba(frame)` gives (n, 3); `save`/`load` a folder."""
 
-    def __init__(self, features: FeatureConfig | None = None, seed: int = 42, num_threads: int = 2):
+    def __init__(self, features: FeatureConfig | None = None, seed: int = 42, num_threads: int = 1):
         self.features = features or FeatureConfig()
         self.seed = seed
         self.num_threads = num_threads

@@ -10,7 +10,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -88,16 +88,8 @@ class LGBMWorkflow(Workflow):
     """LightGBM builds its features once for every fold (cached), scores each row "alone" too, keeps importances."""
 
     def plan(self, cfg, family, train, test):
-        from features.registry import attach_features, attach_features_alone
-
-        groups = attached_groups(cfg)
-        return CrossFitPlan(
-            frame=training_features(train, groups, cfg.features),
-            test=None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir),
-            make=lambda fold: family.build(cfg, cfg.cv.seed + fold),
-            views={"alone": attach_features_alone(train, groups, cfg.features.cache_dir)},
-            inspect=lambda fold, model: model.feature_importance(),
-        )
+        plan = feature_plan(cfg, family, train, test, attached_groups(cfg))
+        return replace(plan, inspect=lambda fold, model: model.feature_importance())
 
     def fit_frame(self, cfg, train):
         return training_features(train, cfg.features.groups, cfg.features) if cfg.features.table_dir else train
@@ -105,6 +97,28 @@ class LGBMWorkflow(Workflow):
     def report(self, cfg, result, train, folds, store, started):
         importance = pd.concat(list(result.extras.values()), axis=1).mean(axis=1).sort_values(ascending=False)
         return {"files": {"importance.csv": lambda path: importance.rename("gain").to_csv(path)}, "importance": importance}
+
+
+class PairwiseWorkflow(LGBMWorkflow):
+    """The answer GBDT reads the same computed feature columns as LightGBM (built once, rows scored "alone" too)."""
+
+    def plan(self, cfg, family, train, test):
+        return feature_plan(cfg, family, train, test, cfg.features.groups)
+
+    def report(self, cfg, result, train, folds, store, started):
+        return {}
+
+
+def feature_plan(cfg, family, train: pd.DataFrame, test: pd.DataFrame | None, groups: tuple[str, ...]) -> CrossFitPlan:
+    """Computed feature columns attached once for every fold, and the "alone" view of the training rows."""
+    from features.registry import attach_features, attach_features_alone
+
+    return CrossFitPlan(
+        frame=training_features(train, groups, cfg.features),
+        test=None if test is None else attach_features(test, cfg.features.groups, cfg.features.cache_dir),
+        make=lambda fold: family.build(cfg, cfg.cv.seed + fold),
+        views={"alone": attach_features_alone(train, groups, cfg.features.cache_dir)},
+    )
 
 
 def attached_groups(cfg) -> tuple[str, ...]:
@@ -247,7 +261,12 @@ class P2LWorkflow(Workflow):
         return {"files": files, "summary": summary}
 
 
-WORKFLOWS: dict[str, Workflow] = {"lgbm": LGBMWorkflow(), "transformer": TransformerWorkflow(), "p2l": P2LWorkflow()}
+WORKFLOWS: dict[str, Workflow] = {
+    "lgbm": LGBMWorkflow(),
+    "pairwise_gbdt": PairwiseWorkflow(),
+    "transformer": TransformerWorkflow(),
+    "p2l": P2LWorkflow(),
+}
 
 
 def workflow(family: str) -> Workflow:

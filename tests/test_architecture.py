@@ -144,6 +144,7 @@ def config_class(command: str):
         "cli.features": "stages.features:FeaturesConfig",
         "cli.submit": "stages.submit:SubmitConfig",
         "cli.bundle": "stages.bundle:BundleConfig",
+        "cli.recipe": "stages.recipe_settings:RecipeConfig",
     }[COMMANDS[command][0]]
     path = paths[command] if isinstance(paths, dict) else paths
     module, _, name = path.partition(":")

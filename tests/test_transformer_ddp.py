@@ -56,19 +56,24 @@ def launch(setup, out: str, processes: int, *extra: str) -> subprocess.Completed
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_two_processes_take_the_steps_of_one_process_with_the_same_global_batch(setup):
-    two = launch(setup, "two", 2)
+# the reward head trains over distinct answers: its units of pairs are split between the ranks the same way
+HEADS = {"cross": (), "reward": ("--set", "model.head=reward", "--set", "train.step_tokens=256")}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_two_processes_take_the_steps_of_one_process_with_the_same_global_batch(setup, head):
+    two = launch(setup, f"two_{head}", 2, *HEADS[head])
     assert two.returncode == 0, two.stderr[-3000:]
-    one = launch(setup, "one", 1, "--set", "train.grad_accum=2")
+    one = launch(setup, f"one_{head}", 1, "--set", "train.grad_accum=2", *HEADS[head])
     assert one.returncode == 0, one.stderr[-3000:]
     root = setup[0]
-    a, b = load_predictions(root / "two" / "oof.parquet"), load_predictions(root / "one" / "oof.parquet")
+    a, b = load_predictions(root / f"two_{head}" / "oof.parquet"), load_predictions(root / f"one_{head}" / "oof.parquet")
     assert list(a["id"]) == list(b["id"]) and len(a) > 0
     columns = ["winner_model_a", "winner_model_b", "winner_tie"]
     np.testing.assert_allclose(a[columns].to_numpy(), b[columns].to_numpy(), atol=1e-5)
-    facts = pd.read_csv(root / "two" / "cv_folds.csv")
+    facts = pd.read_csv(root / f"two_{head}" / "cv_folds.csv")
     assert facts["steps"].tolist() == [3]
-    assert not list((root / "two").glob("**/*.tmp*"))  # rank 1 wrote nothing half-done beside rank 0
+    assert not list((root / f"two_{head}").glob("**/*.tmp*"))  # rank 1 wrote nothing half-done beside rank 0
 
 
 def test_a_checkpoint_of_two_processes_is_not_resumed_by_one(setup):

@@ -127,6 +127,51 @@ def _unit_loss(runner, network, table: SideTable, unit: np.ndarray, targets: tor
     return -(targets * log_probs).sum(), len(sides)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    table: SideTable
+    fit_pairs: np.ndarray
+    held_pairs: np.ndarray
+    schedule: list[np.ndarray]  # the units of every micro-batch, step after step
+    total: int  # optimizer steps
+    eval_every: int  # steps between held-out evaluations; 0: none
+
+
+def _plan(tokenizer, frame, groups, model_cfg: ModelConfig, cfg: TrainConfig, micro: int) -> _Plan:
+    table = side_table(tokenizer, frame, model_cfg.max_length)
+    held = held_out_prompts(groups, cfg.early_stopping_share, cfg.seed)
+    fit_pairs, held_pairs = np.flatnonzero(~held), np.flatnonzero(held)
+    schedule, total, per_epoch = _schedule(table, fit_pairs, cfg, micro)
+    eval_every = max(1, math.ceil(per_epoch / cfg.evals_per_epoch)) if len(held_pairs) else 0
+    return _Plan(table, fit_pairs, held_pairs, schedule, total, eval_every)
+
+
+def _step_gradients(runner, network, plan: _Plan, units, wanted, pad_id, device, cfg, precision, scaler) -> tuple[float, int]:
+    """Accumulates the gradient of one optimizer step's mean pair loss over this rank's units; (loss, sides)."""
+    ranks = current_ranks()
+    step_pairs, step_loss, step_sides = sum(len(u) for u in units), 0.0, 0
+    mine = units[ranks.rank :: ranks.world]
+    for i, unit in enumerate(mine):
+        sync = runner.no_sync() if ranks.world > 1 and i < len(mine) - 1 else contextlib.nullcontext()
+        with sync:
+            unit_targets = wanted[torch.as_tensor(unit, device=device)]
+            loss, n_sides = _unit_loss(runner, network, plan.table, unit, unit_targets, pad_id, device, cfg, precision)
+            # DDP averages over ranks: scaled by world, the step's gradient is that of the mean over all its pairs
+            loss = loss * ranks.world / step_pairs
+            scaler.scale(loss).backward()
+        step_loss += loss.item()
+        step_sides += n_sides
+    return step_loss, step_sides
+
+
+def _record(result: RewardTrainResult, step: int, loss: float, patience: int) -> bool:
+    """Adds an evaluation; True when it is the best so far. Sets early_stopped after `patience` worse ones."""
+    result.evaluations.append((step, loss))
+    best = min(result.evaluations, key=lambda e: e[1])
+    result.early_stopped = len(result.evaluations) - result.evaluations.index(best) - 1 >= patience
+    return best[0] == step
+
+
 def train_reward(
     network, tokenizer, frame, targets, groups, model_cfg: ModelConfig, cfg: TrainConfig, device, checkpoint_dir=None
 ) -> RewardTrainResult:
@@ -137,26 +182,18 @@ def train_reward(
     targets = np.asarray(targets)
     targets = one_hot(targets) if targets.ndim == 1 else targets.astype(np.float64)
     ranks = current_ranks()
-    micro = cfg.grad_accum * ranks.world
-    table = side_table(tokenizer, frame, model_cfg.max_length)
-    held = held_out_prompts(groups, cfg.early_stopping_share, cfg.seed)
-    fit_pairs, held_pairs = np.flatnonzero(~held), np.flatnonzero(held)
-    schedule, total, per_epoch = _schedule(table, fit_pairs, cfg, micro)
-    eval_every = max(1, math.ceil(per_epoch / cfg.evals_per_epoch)) if len(held_pairs) else 0
+    plan = _plan(tokenizer, frame, groups, model_cfg, cfg, cfg.grad_accum * ranks.world)
+    micro, total = cfg.grad_accum * ranks.world, plan.total
     params = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * total), max(total, 1))
     scaler = torch.amp.GradScaler(device.type, enabled=network.get_input_embeddings().weight.dtype == torch.float16)
-    fingerprint = _fingerprint(targets, model_cfg, cfg, total, ranks.world) | {
-        "batching": cfg.batching,
-        "step_tokens": cfg.step_tokens,
-        "held_out_pairs": len(held_pairs),
-        "epochs": cfg.epochs,
-    }
+    fingerprint = _fingerprint(targets, model_cfg, cfg, total, ranks.world)
+    fingerprint |= {"batching": cfg.batching, "step_tokens": cfg.step_tokens, "held_out": len(plan.held_pairs)}
     ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     start, kept = resume_with_extra(ckpt, network, optimizer, scheduler, scaler, fingerprint, device) if ckpt else (0, {})
-    result = RewardTrainResult(start_step=start, steps_done=start, total_steps=total, pairs=len(fit_pairs))
-    result.sides = len(np.unique(np.concatenate([table.side_a[fit_pairs], table.side_b[fit_pairs]])))
+    result = RewardTrainResult(start_step=start, steps_done=start, total_steps=total, pairs=len(plan.fit_pairs))
+    result.sides = len(np.unique(np.concatenate([plan.table.side_a[plan.fit_pairs], plan.table.side_b[plan.fit_pairs]])))
     result.evaluations = [(int(s), float(v)) for s, v in kept.get("evaluations", [])]
     best_state, result.best_step = kept.get("best_state"), int(kept.get("best_step", 0))
     result.early_stopped = bool(kept.get("early_stopped", False))  # a finished run killed before its fold was saved
@@ -165,60 +202,33 @@ def train_reward(
         from torch.nn.parallel import DistributedDataParallel
 
         runner = DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
-    wanted = torch.as_tensor(targets, dtype=torch.float32, device=device)
-    pad_id = tokenizer.pad_token_id
-
-    def evaluate(step: int) -> float:
-        network.eval()
-        probs = pair_probabilities(network, table, held_pairs, pad_id, device, cfg.predict_tokens, model_cfg.autocast)
-        network.train()
-        loss = -(targets[held_pairs] * np.log(np.clip(probs, 1e-15, 1))).sum(axis=1).mean()
-        return mean_over_ranks(float(loss), device)  # every rank takes the same stopping decision
-
-    network.train()
-    bar = tqdm(
-        range(start, start if result.early_stopped else total),
-        initial=start,
-        total=total,
-        desc="train",
-        unit="step",
-        leave=False,
-        disable=not ranks.is_main,
+    wanted, pad_id, precision = (
+        torch.as_tensor(targets, dtype=torch.float32, device=device),
+        tokenizer.pad_token_id,
+        model_cfg.autocast,
     )
+    network.train()
+    steps = range(start, start if result.early_stopped else total)
+    bar = tqdm(steps, initial=start, total=total, desc="train", unit="step", leave=False, disable=not ranks.is_main)
     for step in bar:
         began = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        units = schedule[step * micro : (step + 1) * micro]
-        step_pairs, step_loss, step_sides = sum(len(u) for u in units), 0.0, 0
-        mine = units[ranks.rank :: ranks.world]
-        for i, unit in enumerate(mine):
-            sync = runner.no_sync() if ranks.world > 1 and i < len(mine) - 1 else contextlib.nullcontext()
-            with sync:
-                unit_targets = wanted[torch.as_tensor(unit, device=device)]
-                loss, n_sides = _unit_loss(runner, network, table, unit, unit_targets, pad_id, device, cfg, model_cfg.autocast)
-                # DDP averages over ranks: scaled by world, the step's gradient is that of the mean over all its pairs
-                loss = loss * ranks.world / step_pairs
-                scaler.scale(loss).backward()
-            step_loss += loss.item()
-            step_sides += n_sides
+        units = plan.schedule[step * micro : (step + 1) * micro]
+        step_loss, sides = _step_gradients(runner, network, plan, units, wanted, pad_id, device, cfg, precision, scaler)
         optimizer_step(params, optimizer, scheduler, scaler)
+        result.step_seconds.append(time.perf_counter() - began)  # the evaluation below is not counted
         result.losses.append(mean_over_ranks(step_loss, device))
-        result.step_pairs.append(sum(len(u) for u in mine))
-        result.step_sides.append(step_sides)
+        result.step_pairs.append(sum(len(u) for u in units[ranks.rank :: ranks.world]))
+        result.step_sides.append(sides)
         result.steps_done = step + 1
-        if eval_every and (result.steps_done % eval_every == 0 or result.steps_done == total):
-            result.evaluations.append((result.steps_done, evaluate(result.steps_done)))
-            best = min(result.evaluations, key=lambda e: e[1])
-            if best[0] == result.steps_done:
+        if plan.eval_every and (result.steps_done % plan.eval_every == 0 or result.steps_done == total):
+            loss = held_out_loss(network, plan, targets, pad_id, device, cfg.predict_tokens, precision)
+            if _record(result, result.steps_done, loss, cfg.patience):
                 best_state, result.best_step = trainable_state(network), result.steps_done
-            result.early_stopped = len(result.evaluations) - result.evaluations.index(best) - 1 >= cfg.patience
-        result.step_seconds.append(time.perf_counter() - began)
         bar.set_postfix(loss=f"{float(np.mean(result.losses[-LOSS_WINDOW:])):.4f}", refresh=False)
-        finished = result.steps_done == total or result.early_stopped
-        if ckpt and (result.steps_done % cfg.checkpoint_every == 0 or finished):
+        if ckpt and (result.steps_done % cfg.checkpoint_every == 0 or result.steps_done == total or result.early_stopped):
             extra = {"evaluations": result.evaluations, "best_step": result.best_step, "early_stopped": result.early_stopped}
-            if best_state is not None:
-                extra["best_state"] = best_state
+            extra |= {} if best_state is None else {"best_state": best_state}
             save_checkpoint(ckpt, network, optimizer, scheduler, scaler, result.steps_done, fingerprint, device, extra)
         if result.early_stopped:
             log.info("early stop at step %d: best held-out log loss at step %d", result.steps_done, result.best_step)
@@ -233,3 +243,12 @@ def train_reward(
             result.best_step = result.steps_done
     network.eval()
     return result
+
+
+def held_out_loss(network, plan: _Plan, targets: np.ndarray, pad_id: int, device, budget: int, precision: str) -> float:
+    """Cross-entropy of the held-out pairs (the same on every rank, so all take the same stopping decision)."""
+    network.eval()
+    probs = pair_probabilities(network, plan.table, plan.held_pairs, pad_id, device, budget, precision)
+    network.train()
+    loss = -(targets[plan.held_pairs] * np.log(np.clip(probs, 1e-15, 1))).sum(axis=1).mean()
+    return mean_over_ranks(float(loss), device)
