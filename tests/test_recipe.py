@@ -178,7 +178,8 @@ def test_the_gpu_preset_runs_on_cpu_with_a_tiny_gemma2_in_4bit(files, tmp_path):
     small = tiny_settings(files, out)
     overrides = {k: small[k] for k in ("out", "submission", "data", "cv", "teacher", "lightgbm")}
     overrides["reward"] = {
-        "model": {"model_path": gemma, "max_length": 48, "gradient_checkpointing": False},
+        # the preset freezes 2 of Gemma-2-9B's 42 layers; the tiny model has 2, so 1 is frozen here
+        "model": {"model_path": gemma, "max_length": 48, "gradient_checkpointing": False, "frozen_layers": 1},
         "train": {"epochs": 1, "step_tokens": 256, "device": "cpu", "num_threads": 1, "batch_size": 2, "grad_accum": 1},
     }
     cfg = load_config(RecipeConfig, ROOT / "configs" / "recipe" / "gpu.toml", [overrides])
