@@ -20,6 +20,7 @@ from competition.atomic import write_text_atomic
 from competition.errors import InputError
 
 C = TypeVar("C")
+MAX_SEED = 2**32 - 1  # numpy and scikit-learn take seeds in 0..2**32-1; every field named seed or *_seed is checked
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -39,8 +40,6 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise TypeError(f"{where}: expected a table, got {value!r}")
         return _from_dict(hint, value, where)
     if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"{where}: expected a list, got {value!r}")
         item = args[0] if args else Any
@@ -86,6 +85,9 @@ def _from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
     if unknown:
         raise TypeError(f"unknown key {prefix}{unknown[0]} (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    for key in (k for k in kwargs if k == "seed" or k.endswith("_seed")):
+        if isinstance(kwargs[key], int) and not 0 <= kwargs[key] <= MAX_SEED:
+            raise TypeError(f"{prefix}{key} must be between 0 and {MAX_SEED} (a random seed), got {kwargs[key]}")
     try:
         return cls(**kwargs)
     except ValueError as err:  # a range check in the dataclass's __post_init__
@@ -102,10 +104,17 @@ def finite(value: float) -> bool:
     return math.isfinite(value)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """`update` over `base`, tables merged key by key. A table never silently replaces a value (`lgbm = 5` in a file
+    and `--set lgbm.x=1`): the value is kept, and the config's type check then names it."""
     out = dict(base)
     for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, f"{where}{key}.")
+        elif isinstance(value, dict) and key in out:
+            raise TypeError(f"{where}{key} is set to {out[key]!r}, and a table of settings cannot be merged into it")
+        else:
+            out[key] = value
     return out
 
 
@@ -161,11 +170,11 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list | 
     An override is a nested dict ({"lgbm": {"num_leaves": 7}}) or `--set` text ("lgbm.num_leaves=7").
     """
     data = _defaults(cls)
-    if path is not None:
-        data = _merge(data, read_toml(path, "config file"))
-    for override in overrides:
-        data = _merge(data, override if isinstance(override, dict) else parse_override(override))
     try:
+        if path is not None:
+            data = _merge(data, read_toml(path, "config file"))
+        for override in overrides:
+            data = _merge(data, override if isinstance(override, dict) else parse_override(override))
         return _from_dict(cls, data)
     except TypeError as err:
         raise InputError(f"bad config: {err}", path) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from competition.errors import InputError
 from competition.estimator import PreferenceEstimator
 from competition.metric import score_report
 from competition.predictions import OOF_FILE, TEST_FILE, load_predictions, probabilities_for, save_predictions
@@ -71,7 +73,22 @@ class FoldStore:
         return self.root / f"fold{fold}"
 
     def done(self, fold: int) -> bool:
-        return (self.fold_dir(fold) / MANIFEST_FILE).exists()
+        """Whether the fold is finished: its unit (and its model's) is there and checks out against its manifest. A
+        damaged unit (a file changed or torn, the manifest edited) is not finished: the writer removes it, with a
+        warning, and the fold is trained again (a fold is made from the run's inputs alone, so nothing is lost)."""
+        directory = self.fold_dir(fold)
+        if not (directory / MANIFEST_FILE).exists():
+            return False
+        try:
+            read_manifest(directory, RunKind.FOLD)
+            if self.save_models:
+                read_manifest(directory / MODEL_DIR, RunKind.MODEL)
+        except InputError as err:
+            log.warning("fold %d is damaged (%s): it is trained again", fold, err)
+            if self.writer:
+                shutil.rmtree(directory)
+            return False
+        return True
 
     def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator) -> None:
         if not self.writer:

@@ -2,21 +2,24 @@
 
 The fold table (id, group, fold) of a data file and fold settings is written once under `fold_dir`,
 keyed by a hash of the rows' ids, groups and labels; every stage reads the same table, so a LightGBM
-run, a transformer run and the blender agree on which prompts each fold holds.
+run, a transformer run and the blender agree on which prompts each fold holds. The table is sealed
+(competition/sealed.py) and checked when read: a changed one is refused (runs made with it may disagree with a new
+one), an unsealed one (a kill before its seal) was never used and is made again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-from competition.atomic import write_atomic
 from competition.errors import InputError
+from competition.sealed import UNSEALED, check_sealed, seal_state, write_sealed
 
 _SPACE = re.compile(r"\s+")
 FOLD_TABLE_COLUMNS = ("id", "group", "fold")
@@ -54,8 +57,14 @@ def assign_folds(labels: np.ndarray | None, groups: pd.Series, n_folds: int, see
         codes = pd.factorize(groups)[0]
         permuted = np.random.default_rng(seed).permutation(codes.max() + 1)[codes]
         splits = GroupKFold(n_splits=n_folds).split(dummy, groups=permuted)
-    for fold, (_, valid_idx) in enumerate(splits):
-        folds[valid_idx] = fold
+    try:
+        with warnings.catch_warnings():
+            # stratification is best effort: a label rarer than the folds are many is spread as far as it goes
+            warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+            for fold, (_, valid_idx) in enumerate(splits):
+                folds[valid_idx] = fold
+    except ValueError as err:  # e.g. every label has fewer rows than there are folds (a tiny file)
+        raise InputError(f"{len(groups)} rows cannot be split into {n_folds} folds ({err})") from None
     return folds
 
 
@@ -73,16 +82,28 @@ def fold_table(ids, groups, labels: np.ndarray | None, n_folds: int, seed: int, 
     and written there once. Without `fold_dir` it is made in memory (tests, throwaway runs)."""
     ids = np.asarray(ids).astype(str)
     groups = np.asarray(groups).astype(str)
-    path = None
+    path, key = None, data_key(ids, groups, labels)
     if fold_dir:
-        path = Path(fold_dir) / f"folds-{data_key(ids, groups, labels)}-k{n_folds}-s{seed}.parquet"
-        if path.exists():
-            table = pd.read_parquet(path)
-            if list(table.columns) == list(FOLD_TABLE_COLUMNS) and np.array_equal(table["id"].to_numpy(str), ids):
-                return table
+        path = Path(fold_dir) / f"folds-{key}-k{n_folds}-s{seed}.parquet"
+        if path.exists() and seal_state(path, key) != UNSEALED:
+            return checked_fold_table(
+                pd.read_parquet(check_sealed(path, key, "delete it to make it again")), ids, groups, n_folds, path
+            )
     table = pd.DataFrame({"id": ids, "group": groups, "fold": assign_folds(labels, pd.Series(groups), n_folds, seed)})
     if path is not None:
-        write_atomic(path, lambda p: table.to_parquet(p, index=False))
+        write_sealed(path, lambda p: table.to_parquet(p, index=False), key)
+    return table
+
+
+def checked_fold_table(table: pd.DataFrame, ids: np.ndarray, groups: np.ndarray, n_folds: int, path: Path) -> pd.DataFrame:
+    """A fold table read back: its rows are these rows, each prompt in one fold, every fold 0..n_folds-1 used."""
+    if list(table.columns) != list(FOLD_TABLE_COLUMNS):
+        raise InputError(f"not a fold table (columns {list(table.columns)})", path)
+    if not (np.array_equal(table["id"].to_numpy(str), ids) and np.array_equal(table["group"].to_numpy(str), groups)):
+        raise InputError("the fold table's rows are not this file's rows", path, column="id")
+    folds = table["fold"].to_numpy()
+    if not np.array_equal(np.unique(folds), np.arange(n_folds)) or table.groupby("group")["fold"].nunique().max() > 1:
+        raise InputError(f"not a grouped split into {n_folds} folds", path, column="fold")
     return table
 
 

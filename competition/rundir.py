@@ -6,8 +6,13 @@ SHA-256; loading a run checks it, so a torn, truncated or hand-edited run is an 
 Sub-directories the new unit does not write (a model saved by `fit` beside the `cv` files, the folds of a
 resumable run) are carried over from the old directory.
 
+The manifest seals itself too: its last field is the SHA-256 of everything before it, so a hand-edited fact (a fold
+list, a kind) is caught like a changed file. Files a run reads back before it is finished (feature parts, inference
+shards, fold tables, caches) are sealed one by one instead (competition/sealed.py).
+
 Outputs never overwrite inputs: `check_outputs` refuses an output path that is an input, inside an input
-folder, or a folder holding an input.
+folder, or a folder holding an input; and before any work it checks that every output can be written at all
+(its parent is a folder, the folder takes a file, the disk has room).
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from competition.errors import InputError
 
 MANIFEST_FILE = "manifest.json"
 CONFIG_FILE = "config.toml"
-FORMAT = "arena-preference-run/1"
+FORMAT = "arena-preference-run/2"  # /2: the manifest carries its own digest
+DIGEST_KEY = "digest"
+MIN_FREE_BYTES = 64 << 20  # an output on a disk with less room than this is refused before any work
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -67,6 +74,8 @@ class StageConfig(Protocol):
 
     def side_outputs(self) -> list[str | Path | None]: ...
 
+    def output_files(self) -> list[str | Path | None]: ...
+
 
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
@@ -88,12 +97,37 @@ def _unit_files(directory: Path) -> list[Path]:
     return out
 
 
-def write_manifest(directory: str | Path, kind: str, facts: dict | None = None) -> Path:
-    """Names every file of the unit in `directory` with its hash; written last and atomically."""
+def _body_digest(manifest: dict) -> str:
+    body = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
+
+
+def write_manifest(directory: str | Path, kind: str, facts: dict | None = None, adopted: dict[str, str] | None = None) -> Path:
+    """Names every file of the unit in `directory` with its hash (and `adopted`: files the unit takes over from the
+    folder it replaces, by relative path); sealed with its own digest, written last and atomically."""
     directory = Path(directory)
-    files = {str(p.relative_to(directory)): file_digest(p) for p in _unit_files(directory)}
-    manifest = {"format": FORMAT, "kind": kind, "files": files, **({"facts": facts} if facts else {})}
+    files = {str(p.relative_to(directory)): file_digest(p) for p in _unit_files(directory)} | dict(adopted or {})
+    manifest = {"format": FORMAT, "kind": kind, "files": dict(sorted(files.items())), **({"facts": facts} if facts else {})}
+    manifest[DIGEST_KEY] = _body_digest(manifest)
     return write_text_atomic(directory / MANIFEST_FILE, json.dumps(manifest, indent=1))
+
+
+def _sealed_manifest(directory: Path) -> dict:
+    """The manifest as data after checking its own digest (not yet the files it names)."""
+    path = directory / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        dict(manifest["files"])
+        found = manifest.get("format")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise InputError("unreadable manifest", path) from None
+    except OSError as err:
+        raise InputError(f"cannot read the manifest ({err.strerror or type(err).__name__})", path) from None
+    if found != FORMAT:
+        raise InputError(f"unsupported run format {found!r} (this version reads {FORMAT}; run the command again)", path)
+    if manifest.get(DIGEST_KEY) != _body_digest(manifest):
+        raise InputError("the manifest does not match its own digest (edited or torn)", path)
+    return manifest
 
 
 def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
@@ -101,19 +135,12 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError("run directory not found", directory)
-    path = directory / MANIFEST_FILE
-    if not path.exists():
+    if not (directory / MANIFEST_FILE).exists():
         raise InputError(f"no {MANIFEST_FILE}: not a finished run (interrupted, or written by another version)", directory)
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        files = dict(manifest["files"])
-        if manifest.get("format") != FORMAT:
-            raise InputError(f"unsupported run format {manifest.get('format')!r} (this version reads {FORMAT})", path)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        raise InputError("unreadable manifest", path) from None
+    manifest = _sealed_manifest(directory)
     if kind is not None and manifest.get("kind") != kind:
         raise InputError(f"this is a {manifest.get('kind')!r} run, not a {str(kind)!r} run", directory)
-    for name, digest in files.items():
+    for name, digest in manifest["files"].items():
         file = directory / name
         if ".." in Path(name).parts or not file.is_file():
             raise InputError(f"file {name!r} named by the manifest is missing", directory)
@@ -122,11 +149,22 @@ def read_manifest(directory: str | Path, kind: str | None = None) -> dict:
     return manifest
 
 
+def adopted_files(target: Path, folders: tuple[str, ...]) -> dict[str, str]:
+    """Hashes of the files in `target`'s sub-folders `folders` (built before the unit, e.g. feature parts): a unit that
+    adopts them names them in its manifest, and the swap carries them over."""
+    files = {}
+    for folder in folders:
+        if (target / folder).is_dir():
+            files |= {str(p.relative_to(target)): file_digest(p) for p in _unit_files(target / folder)}
+    return files
+
+
 @contextmanager
-def staged_unit(target: str | Path, kind: str, facts: dict | None = None) -> Iterator[Path]:
+def staged_unit(target: str | Path, kind: str, facts: dict | None = None, adopt: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yields an empty staging folder; on success writes its manifest and swaps it in for `target`.
 
-    On any error the staging folder is removed and `target` is left exactly as it was.
+    On any error the staging folder is removed and `target` is left exactly as it was. `adopt` names sub-folders of
+    `target` written before the unit (and checked by the caller) that the unit's manifest covers.
     """
     target = Path(target)
     check_run_target(target, kind)
@@ -134,7 +172,7 @@ def staged_unit(target: str | Path, kind: str, facts: dict | None = None) -> Ite
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".staging", dir=target.parent))
     try:
         yield staging
-        write_manifest(staging, kind, facts)
+        write_manifest(staging, kind, facts, adopted_files(target, adopt))
         os.chmod(staging, 0o755)
         swap_in(staging, target, kind)
     except BaseException:
@@ -143,11 +181,10 @@ def staged_unit(target: str | Path, kind: str, facts: dict | None = None) -> Ite
 
 
 def run_kind(directory: str | Path) -> str | None:
-    """The kind its manifest names, or None for a folder without a readable manifest."""
-    try:
-        return json.loads((Path(directory) / MANIFEST_FILE).read_text(encoding="utf-8")).get("kind")
-    except (OSError, ValueError, AttributeError):
+    """The kind its manifest names, or None for a folder without a manifest; a damaged manifest is an InputError."""
+    if not (Path(directory) / MANIFEST_FILE).exists():
         return None
+    return _sealed_manifest(Path(directory)).get("kind")
 
 
 def check_run_target(target: str | Path, kind: str) -> None:
@@ -200,15 +237,46 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def check_writable(path: str | Path, is_file: bool = False) -> None:
+    """InputError unless `path` (a folder, or with `is_file` a file) can be written: no parent of it is a file, it is
+    not a file where a folder goes (nor a folder where a file goes), its nearest existing folder takes a new file
+    (tried, then removed: permissions alone do not tell, e.g. /proc, /sys or a read-only mount) and its disk has room."""
+    target = _resolved(path)
+    folder = target
+    while not folder.exists():
+        folder = folder.parent
+    if folder == target:
+        if is_file and target.is_dir():
+            raise InputError("output file is a folder (name a file)", path)
+        if not is_file and not target.is_dir():
+            raise InputError("output path exists and is not a directory", path)
+        folder = target.parent if is_file else target
+    elif not folder.is_dir():
+        raise InputError(f"cannot write here: {str(folder)!r} is a file, not a folder", path)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".write-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as err:
+        raise InputError(f"cannot write in {str(folder)!r} ({err.strerror or type(err).__name__})", path) from None
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise InputError(f"only {free >> 20} MiB free on the disk of {str(folder)!r} (at least {MIN_FREE_BYTES >> 20} MiB)", path)
+
+
 def check_outputs(
-    outputs: list[str | Path | None], inputs: list[str | Path | None], run_dir: str | Path | None = None, kind: str = ""
+    outputs: list[str | Path | None],
+    inputs: list[str | Path | None],
+    run_dir: str | Path | None = None,
+    kind: str = "",
+    files: list[str | Path | None] = (),
 ) -> None:
-    """InputError when an output would overwrite or sit inside an input, or would contain one; with `run_dir`,
-    also when that folder is something a `kind` unit may not replace."""
+    """Before any work: InputError when an output would overwrite or sit inside an input, or would contain one; when
+    an output cannot be written (`check_writable`; `outputs` and `run_dir` are folders, `files` are files); with
+    `run_dir`, also when that folder is something a `kind` unit may not replace."""
     ins = [_resolved(p) for p in inputs if p]
-    if run_dir is not None:
-        outputs = [run_dir, *outputs]
-    for out in (o for o in outputs if o):
+    folders = [o for o in ([run_dir] if run_dir is not None else []) + list(outputs) if o]
+    for out in [*folders, *(f for f in files if f)]:
         target = _resolved(out)
         for source in ins:
             if target == source:
@@ -219,22 +287,32 @@ def check_outputs(
                 raise InputError(f"output folder holds the input {str(source)!r}, which a rerun would replace", out)
     if run_dir is not None:
         check_run_target(run_dir, kind)
+    for out in folders:
+        check_writable(out)
+    for out in (f for f in files if f):
+        check_writable(out, is_file=True)
 
 
 def check_run(cfg: StageConfig, target: str | Path | None = None, kind: RunKind | None = None) -> None:
-    """Before any work: the run's folder (or `target`, a unit inside it) and its side outputs (fold tables, caches)
-    may be written without touching an input, and the folder may take a unit of this kind."""
-    check_outputs(cfg.side_outputs(), cfg.inputs(), target or cfg.run_dir, kind or cfg.KIND)
+    """Before any work: the run's folder (or `target`, a unit inside it), its side outputs (fold tables, caches) and
+    output files (a submission) may be written without touching an input, can be written at all, and the folder may
+    take a unit of this kind."""
+    check_outputs(cfg.side_outputs(), cfg.inputs(), target or cfg.run_dir, kind or cfg.KIND, cfg.output_files())
 
 
 @contextmanager
 def run_unit(
-    cfg: StageConfig, facts: dict | None = None, target: str | Path | None = None, kind: RunKind | None = None
+    cfg: StageConfig,
+    facts: dict | None = None,
+    target: str | Path | None = None,
+    kind: RunKind | None = None,
+    adopt: tuple[str, ...] = (),
 ) -> Iterator[Path]:
     """The one way a stage writes its run: checked, staged, its config saved beside the outputs, then the manifest and
-    the swap into place (competition/rundir.py's unit). Yields the staging folder to write the outputs into."""
+    the swap into place (competition/rundir.py's unit). Yields the staging folder to write the outputs into; `adopt`
+    names sub-folders the stage built in the run's folder before (checked by it), which the manifest then covers."""
     target, kind = Path(target or cfg.run_dir), kind or cfg.KIND
     check_run(cfg, target, kind)
-    with staged_unit(target, kind, facts) as staging:
+    with staged_unit(target, kind, facts, adopt) as staging:
         save_config(cfg, staging / CONFIG_FILE)
         yield staging

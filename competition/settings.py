@@ -54,7 +54,11 @@ class RunLocation:
         return []
 
     def side_outputs(self) -> list[str | None]:
-        """Folders the stage writes besides its run (fold tables, caches, a submission)."""
+        """Folders the stage writes besides its run (fold tables, caches)."""
+        return []
+
+    def output_files(self) -> list[str | Path | None]:
+        """Files the stage writes besides its run (a submission)."""
         return []
 
 

@@ -30,5 +30,5 @@ class BlendConfig(RunLocation):
     def inputs(self) -> list[str | None]:
         return list(self.runs)
 
-    def side_outputs(self) -> list[str | None]:
+    def output_files(self) -> list[str | Path | None]:
         return [self.submission_path]

@@ -2,23 +2,30 @@
 answers to one prompt see all of them) and written as parquet parts, locally or as Ray tasks; read back in the
 file's row order.
 
-A part is `part-<k>.parquet` holding `id` and the feature columns of its block; it is written atomically, so a
-killed build resumes by skipping the parts already there. `parts.json` names the groups, the block size and a
-fingerprint of the file's ids, and parts of another file or settings are refused.
+A part is `part-<k>.parquet` holding `id` and the feature columns of its block, sealed (competition/sealed.py) with
+the fingerprint of the file's rows, groups and block size: a killed build resumes by building the parts that are not
+sealed for this fingerprint (missing, unsealed, changed or torn), and a reader checks every seal. `parts.json`
+(sealed too) names the groups, the block size and the fingerprint; parts of another file or settings are refused.
+A finished `features` run names every part in its manifest, and `read_feature_table` reads only such a run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from competition.atomic import atomic_path, write_text_atomic
 from competition.errors import InputError
+from competition.rundir import RunKind
+from competition.runs import read_run, run_file
+from competition.sealed import ABSENT, CHANGED, FOREIGN, SEALED, UNSEALED, WHY, check_sealed, discard, seal_state, write_sealed
 from features.registry import build_features
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "parts.json"
 PARTS_DIR = "parts"
@@ -52,13 +59,33 @@ def _fingerprint(frame: pd.DataFrame, groups: tuple[str, ...], rows_per_block: i
     return f"{content_fingerprint(frame)}|{','.join(groups)}|{rows_per_block}"
 
 
-def build_block(frame: pd.DataFrame, groups: tuple[str, ...], path: str) -> str:
-    """One part: the block's feature table with its ids, written atomically (run as a Ray task, or here)."""
+def part_path(out_dir: Path, k: int) -> Path:
+    return out_dir / f"part-{k:05d}.parquet"
+
+
+def build_block(frame: pd.DataFrame, groups: tuple[str, ...], path: str, made_for: str) -> str:
+    """One part: the block's feature table with its ids, written atomically and sealed (run as a Ray task, or here)."""
     table = build_features(frame.reset_index(drop=True), groups, None)
     table.insert(0, "id", frame["id"].astype(str).to_numpy())
-    with atomic_path(Path(path)) as tmp:
-        table.to_parquet(tmp, index=False)
+    write_sealed(Path(path), lambda tmp: table.to_parquet(tmp, index=False), made_for)
     return path
+
+
+def parts_to_build(out_dir: Path, n_parts: int, fingerprint: str) -> list[int]:
+    """Parts not sealed for `fingerprint`; a changed or torn one is discarded (it is rebuilt from the file). A part
+    sealed for another fingerprint means the folder holds another build: refused, like a foreign parts.json."""
+    states = {k: seal_state(part_path(out_dir, k), fingerprint) for k in range(n_parts)}
+    foreign = [k for k, state in states.items() if state == FOREIGN]
+    if foreign:
+        raise InputError(
+            f"holds parts of another file or settings ({part_path(out_dir, foreign[0]).name}; choose another --out)", out_dir
+        )
+    for k, state in states.items():
+        if state in (CHANGED, UNSEALED):
+            if state == CHANGED:
+                log.warning("%s %s: built again", part_path(out_dir, k), WHY[state])
+            discard(part_path(out_dir, k))
+    return [k for k, state in states.items() if state != SEALED]
 
 
 def build_parts(
@@ -74,45 +101,66 @@ def build_parts(
     out_dir = Path(out_dir)
     fingerprint = _fingerprint(frame, groups, rows_per_block)
     index = out_dir / INDEX_FILE
-    if index.exists() and json.loads(index.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
-        raise InputError("these parts were built from another file or other groups/block size (choose another --out)", out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if seal_state(index, None) != ABSENT:
+        check_sealed(index, None, "remove the folder to build it again, or choose another --out")
+        if json.loads(index.read_text(encoding="utf-8")).get("fingerprint") != fingerprint:
+            raise InputError(
+                "these parts were built from another file or other groups/block size (choose another --out)", out_dir
+            )
     blocks = prompt_blocks(group_of_row, rows_per_block)
-    meta = {"fingerprint": fingerprint, "content": content_fingerprint(frame), "groups": list(groups), "parts": len(blocks)}
-    write_text_atomic(index, json.dumps(meta | {"rows": len(frame)}))
-    paths = [out_dir / f"part-{k:05d}.parquet" for k in range(len(blocks))]
-    missing = [k for k, p in enumerate(paths) if not p.exists()]
-    if engine == "ray":
+    missing = parts_to_build(out_dir, len(blocks), fingerprint) if out_dir.is_dir() else list(range(len(blocks)))
+    ray = None
+    if engine == "ray" and missing:
         from competition.cluster import connect
 
-        ray = connect(address, 2)
+        ray = connect(address, 2)  # an unreachable cluster is refused before anything is written
+    meta = {"fingerprint": fingerprint, "content": content_fingerprint(frame), "groups": list(groups), "parts": len(blocks)}
+    text = json.dumps(meta | {"rows": len(frame)})
+    write_sealed(index, lambda tmp: tmp.write_text(text, encoding="utf-8"), fingerprint)
+    paths = [part_path(out_dir, k) for k in range(len(blocks))]
+    if ray is not None:
         task = ray.remote(max_retries=3)(build_block)
-        ray.get([task.remote(frame.iloc[blocks[k]], groups, str(paths[k])) for k in missing])
+        ray.get([task.remote(frame.iloc[blocks[k]], groups, str(paths[k]), fingerprint) for k in missing])
     else:
         for k in missing:
-            build_block(frame.iloc[blocks[k]], groups, str(paths[k]))
+            build_block(frame.iloc[blocks[k]], groups, str(paths[k]), fingerprint)
     return {"parts": len(blocks), "built": len(missing), "skipped": len(blocks) - len(missing)}
 
 
+def _index(parts_dir: Path) -> dict:
+    index = check_sealed(parts_dir / INDEX_FILE, None, "not a feature table built by `features`, or a damaged one")
+    try:
+        meta = json.loads(index.read_text(encoding="utf-8"))
+        parts, groups, fingerprint = int(meta["parts"]), list(meta["groups"]), str(meta["fingerprint"])
+    except (ValueError, KeyError, TypeError):
+        raise InputError("unreadable index of the feature table", index) from None
+    if parts < 1:
+        raise InputError("the feature table has no parts", index)
+    return meta | {"parts": parts, "groups": groups, "fingerprint": fingerprint}
+
+
 def read_parts(parts_dir: str | Path, frame: pd.DataFrame, groups: tuple[str, ...]) -> pd.DataFrame:
-    """The feature table of `frame` (its row order) from the parts in `parts_dir`; they must cover `groups`."""
+    """The feature table of `frame` (its row order) from the sealed parts in `parts_dir`; they must cover `groups`."""
     parts_dir = Path(parts_dir)
-    if (parts_dir / PARTS_DIR).is_dir():  # a `features` run directory
-        parts_dir = parts_dir / PARTS_DIR
-    index = parts_dir / INDEX_FILE
-    if not index.is_file():
-        raise InputError(f"no {INDEX_FILE}: not a feature table built by `features`", parts_dir)
-    meta = json.loads(index.read_text(encoding="utf-8"))
+    meta = _index(parts_dir)
     absent = [g for g in groups if g not in meta["groups"]]
     if absent:
         raise InputError(f"the feature table has no group {absent[0]!r} (built with {', '.join(meta['groups'])})", parts_dir)
     if meta.get("content") != content_fingerprint(frame):
         raise InputError("the feature table was built from other rows (another file, or another --max-rows)", parts_dir)
-    paths = [parts_dir / f"part-{k:05d}.parquet" for k in range(meta["parts"])]
+    paths = [part_path(parts_dir, k) for k in range(meta["parts"])]
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise InputError(f"{len(missing)} of {len(paths)} parts are missing (run `features` again to finish them)", parts_dir)
-    table = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True).set_index("id")
+    tables = []
+    for path in paths:
+        table = pd.read_parquet(check_sealed(path, meta["fingerprint"], "run `features` again to rebuild it"))
+        if "id" not in table.columns:
+            raise InputError("not a feature part", path, column="id")
+        tables.append(table.astype({"id": str}))
+    table = pd.concat(tables, ignore_index=True).set_index("id")
+    if table.index.duplicated().any():
+        raise InputError(f"pair {table.index[table.index.duplicated()][0]!r} is in the table twice", parts_dir, column="id")
     ids = frame["id"].astype(str)
     unknown = ~ids.isin(table.index)
     if unknown.any():
@@ -121,3 +169,11 @@ def read_parts(parts_dir: str | Path, frame: pd.DataFrame, groups: tuple[str, ..
         )
     columns = [c for c in table.columns if c.split("__", 1)[0] in groups]
     return table.loc[ids, columns].reset_index(drop=True).set_axis(frame.index)
+
+
+def read_feature_table(run_dir: str | Path, frame: pd.DataFrame, groups: tuple[str, ...]) -> pd.DataFrame:
+    """The feature table of a finished `features` run: its manifest checked (every part and seal it names), then the
+    parts (`read_parts`)."""
+    manifest = read_run(run_dir, (RunKind.FEATURES,))
+    run_file(run_dir, f"{PARTS_DIR}/{INDEX_FILE}", manifest)
+    return read_parts(Path(run_dir) / PARTS_DIR, frame, groups)

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import polars as pl
 
-from competition.atomic import write_atomic
 from competition.config import require
 from competition.errors import InputError
 from competition.folds import prompt_groups
+from competition.sealed import ABSENT, SEALED, UNSEALED, WHY, seal_state, write_sealed
 from features import answer_score, author, consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
 from features.text import text_frame
 
@@ -114,7 +114,8 @@ def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cac
     """Feature table (float64, one row per input row, in input order) for the named groups.
 
     With `cache_dir`, each group's columns are read from / written to parquet keyed by the data and the
-    group's version, so ablation and repeated CV skip the extraction.
+    group's version, so ablation and repeated CV skip the extraction; a cached file is sealed (competition/sealed.py)
+    and one that does not match its seal is computed again.
     """
     selected = resolve_groups(groups)
     if any(g.trainer is not None for g in selected):
@@ -128,13 +129,17 @@ def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cac
 
     def one_group(group: FeatureGroup) -> pl.DataFrame:
         cached = Path(cache_dir) / f"{group.name}-v{group.version}-{fingerprint}.parquet" if cache_dir else None
-        if cached is not None and cached.exists():
-            return pl.read_parquet(cached)
+        if cached is not None:
+            state = seal_state(cached, fingerprint)
+            if state == SEALED:
+                return pl.read_parquet(cached)
+            if state not in (ABSENT, UNSEALED):
+                log.warning("cached features %s %s: computed again", cached, WHY[state])
         part = group.compute(tf)
         if part.height != len(frame):
             raise RuntimeError(f"feature group {group.name} returned {part.height} rows for {len(frame)}")
         if cached is not None:
-            write_atomic(cached, part.write_parquet)
+            write_sealed(cached, part.write_parquet, fingerprint)
         return part
 
     # polars releases the GIL: two groups at once keep both cores busy through each group's serial steps.

@@ -140,12 +140,7 @@ def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
     the sibling folder `<model dir>-merged`, made once in the serving dtype and reused while the fold model is
     unchanged).
     """
-    if not vllm_available():
-        raise InputError(VLLM_MISSING)
-    if not device.startswith("cuda"):
-        raise InputError(f"the vLLM backend runs on CUDA devices only, got {device!r}")
-    if spec.quantize_4bit:
-        raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
+    check_backend(spec, [device])
     check_vllm_source(spec.model_path, spec.base_models)
     pin_visible_device(device)
     from models.transformer.estimator import saved_settings
@@ -173,6 +168,21 @@ def open_vllm(spec: BackendSpec, device: str) -> VllmBackend:
     except TypeError:  # vLLM before 0.10 named the pooling runner a task
         llm = vllm.LLM(task="classify", **kwargs)
     return VllmBackend(llm)
+
+
+def check_backend(spec: BackendSpec, devices: list[str]) -> None:
+    """What a worker would refuse when it opens the backend, refused in the parent before anything is written."""
+    if spec.kind not in BACKENDS:
+        raise InputError(f"unknown backend {spec.kind!r} (known: {', '.join(BACKENDS)})")
+    if spec.kind != "vllm":
+        return
+    if not vllm_available():
+        raise InputError(VLLM_MISSING)
+    off_gpu = [d for d in devices if not d.startswith("cuda")]
+    if off_gpu:
+        raise InputError(f"the vLLM backend runs on CUDA devices only, got {off_gpu[0]!r}")
+    if spec.quantize_4bit:
+        raise InputError("the vLLM backend takes merged, unquantised weights; set model.quantize_4bit = false")
 
 
 def vllm_available() -> bool:

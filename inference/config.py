@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from competition.cluster import check_address
 from competition.config import require
 from competition.rundir import RunKind
 from competition.settings import RunLocation
@@ -68,6 +69,8 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         require(self.threads is None or self.threads >= 1, "threads", "must be at least 1 (or unset)")
         require(self.engine in ENGINES, "engine", f"must be one of {', '.join(ENGINES)}")
+        check_address(self.ray_address)
+        require(not self.ray_address or self.engine == "ray", "ray_address", "is read only with engine = ray")
 
 
 @dataclass(frozen=True)

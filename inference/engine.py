@@ -2,7 +2,9 @@
 
 Items are packed rows (and, with swap averaging, their A/B-swapped twins). The plan is fixed by the
 inputs and the batching settings, not by the devices, so a rerun after a crash (even on other
-devices) finds the same shards on disk and scores only the missing ones.
+devices) finds the same shards on disk and scores only the missing ones. Every shard and the plan file are
+sealed with the plan's fingerprint (competition/sealed.py): a shard that is torn, changed or left by another plan
+is scored again, and the merge reads only sealed shards.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.atomic import write_text_atomic
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS, swap_probabilities
 from competition.predictions import load_predictions, probabilities_for
+from competition.sealed import ABSENT, SEALED, UNSEALED, WHY, check_sealed, discard, seal_state, write_sealed
 from inference import gpu_plan
 from inference.backends import open_backend
 from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency
@@ -103,22 +105,32 @@ def shard_path(shard_dir: Path, shard: int) -> Path:
 
 
 def prepare_shard_dir(plan: Plan, shard_dir: Path, fresh: bool) -> list[int]:
-    """Shards still to score. Shards of another plan (other input, model or batching) are never mixed in."""
+    """Shards still to score. Shards of another plan (other input, model or batching) are never mixed in: a folder
+    whose plan file names another plan, or is damaged, is refused (--fresh discards it); a shard not sealed for this
+    plan (torn, changed, half-written when a run was killed) is scored again."""
     plan_file = shard_dir / PLAN_FILE
     if fresh and shard_dir.exists():
         shutil.rmtree(shard_dir)
-    if plan_file.exists():
-        saved = json.loads(plan_file.read_text(encoding="utf-8"))
+    hint = "pass --fresh to discard the shards, or choose another --out"
+    if seal_state(plan_file, None) != ABSENT:
+        saved = json.loads(check_sealed(plan_file, None, hint).read_text(encoding="utf-8"))
         if saved.get("fingerprint") != plan.fingerprint:
-            raise InputError(
-                "holds shards of a different input, model or batching; pass --fresh to discard them or choose another --out",
-                shard_dir,
-            )
-    write_text_atomic(
-        plan_file,
-        json.dumps({"fingerprint": plan.fingerprint, "shards": len(plan.shards), "items": len(plan.sequences)}, indent=1),
-    )
-    return [s for s in range(len(plan.shards)) if not shard_path(shard_dir, s).exists()]
+            raise InputError(f"holds shards of a different input, model or batching; {hint}", shard_dir)
+    elif shard_dir.is_dir() and any(shard_dir.glob("shard-*.parquet")):
+        raise InputError(f"holds shards but no {PLAN_FILE}; {hint}", shard_dir)
+    text = json.dumps({"fingerprint": plan.fingerprint, "shards": len(plan.shards), "items": len(plan.sequences)}, indent=1)
+    write_sealed(plan_file, lambda tmp: tmp.write_text(text, encoding="utf-8"), plan.fingerprint)
+    pending = []
+    for shard in range(len(plan.shards)):
+        path = shard_path(shard_dir, shard)
+        state = seal_state(path, plan.fingerprint)
+        if state == SEALED:
+            continue
+        if state not in (ABSENT, UNSEALED):
+            log.warning("%s %s: scored again", path, WHY[state])
+        discard(path)
+        pending.append(shard)
+    return pending
 
 
 def make_job(plan: Plan, shard: int, shard_dir: Path, deadline: float | None = None) -> ShardJob:
@@ -132,6 +144,7 @@ def make_job(plan: Plan, shard: int, shard_dir: Path, deadline: float | None = N
         ids=plan.item_ids[items],
         swapped=plan.item_swapped[items],
         deadline=deadline,
+        made_for=plan.fingerprint,
     )
 
 
@@ -160,12 +173,14 @@ def assign_workers(plan: Plan, pending: list[int], n_workers: int, placement: st
 
 
 def merge_shards(plan: Plan, shard_dir: Path, ids, partial: bool = False) -> np.ndarray:
-    """(n, 3) probabilities in the order of `ids`, matched by id; swapped twins are averaged in.
+    """(n, 3) probabilities in the order of `ids`, matched by id; swapped twins are averaged in. Each shard is checked
+    against its seal first (a shard changed after it was written is one line naming it).
 
     `partial`: shards not on disk (a time budget ran out) leave their rows NaN (a row with one of its two orders
     missing too), instead of being an error."""
+    hint = "run infer again to score it again"
     present = [s for s in range(len(plan.shards)) if not partial or shard_path(shard_dir, s).exists()]
-    frames = [load_predictions(shard_path(shard_dir, s)) for s in present]
+    frames = [load_predictions(check_sealed(shard_path(shard_dir, s), plan.fingerprint, hint)) for s in present]
     expected = sum(len(b) for s in present for b in plan.shards[s])
     items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"item": [], "swapped": []})
     if items["item"].duplicated().any() or len(items) != expected:
@@ -201,6 +216,10 @@ def infer_frame(
     `deadline` (wall clock, time.time()): no shard starts after it; rows of shards left unscored are NaN and
     counted in the statistics (`rows_unscored`), and a rerun scores only them."""
     start = time.perf_counter()
+    # a device that is not there is refused before the plan is written
+    devices = group_devices(
+        parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local"), cfg.model.tensor_parallel or 1
+    )
     max_length, swap = cfg.model.resolved_max_length(), cfg.swap.average
     sequences = encode_pairs(tokenizer, frame, max_length)
     swapped = encode_pairs(tokenizer, frame, max_length, swapped=True) if swap else None
@@ -218,9 +237,6 @@ def infer_frame(
     )
     encode_seconds = time.perf_counter() - start
     pending = prepare_shard_dir(plan, shard_dir, fresh)
-    devices = group_devices(
-        parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local"), cfg.model.tensor_parallel or 1
-    )
     threads = threads_per_worker(len(devices), cfg.workers.threads)
     jobs = [
         [make_job(plan, s, shard_dir, deadline) for s in shards]

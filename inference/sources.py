@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from competition.errors import InputError
-from competition.rundir import MANIFEST_FILE, run_kind
+from competition.rundir import read_manifest, run_kind
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,16 @@ def tokenizer_dir(model_path: str | Path, base_models=()) -> str:
 
 
 def merged_facts(target_dir: str | Path) -> dict | None:
-    """The facts an earlier merge recorded in `target_dir`, or None when it holds no merge."""
+    """The facts an earlier merge recorded in `target_dir`, or None when it holds no merge. A merge whose files do
+    not match its manifest (torn, changed) has no facts ({}): it is merged again, never served."""
     target_dir = Path(target_dir)
     if run_kind(target_dir) != MERGED_KIND:
         return None
-    return json.loads((target_dir / MANIFEST_FILE).read_text(encoding="utf-8")).get("facts")
+    try:
+        return read_manifest(target_dir, MERGED_KIND).get("facts", {})
+    except InputError as err:
+        log.warning("the merged copy is damaged (%s): merged again", err)
+        return {}
 
 
 def check_source(model_path: str | Path, base_models=(), random_init: bool = False) -> None:

@@ -32,7 +32,8 @@ import numpy as np
 
 from competition.errors import InputError
 from competition.labels import as_probabilities
-from competition.predictions import save_predictions
+from competition.predictions import prediction_frame
+from competition.sealed import write_sealed
 from inference.backends import Backend, pins_visible_device, visible_device_for
 from models.transformer.batches import OomBackoff, padded_size, score_with_backoff
 
@@ -54,6 +55,7 @@ class ShardJob:
     ids: np.ndarray  # row id per item, items in batch order
     swapped: np.ndarray
     deadline: float | None = None  # wall clock (time.time()) after which the shard is left for a rerun
+    made_for: str = ""  # the plan's fingerprint: the shard is sealed for it (competition/sealed.py)
 
     @property
     def rows(self) -> int:
@@ -144,7 +146,7 @@ def threads_per_worker(n_workers: int, threads: int | None) -> int:
 
 
 def run_shards(backend: Backend, jobs: list[ShardJob], device: str, report: Report, stats: WorkerStats) -> WorkerStats:
-    """Scores each shard and writes it atomically before starting the next, so a crash loses one shard at most.
+    """Scores each shard and writes it atomically, sealed, before starting the next, so a crash loses one shard at most.
 
     A backend that schedules its own batches (vLLM: `schedules_itself`) gets each shard in one call; any other gets
     the plan's token-budget batches, split on out of memory (`score_with_backoff`)."""
@@ -165,7 +167,8 @@ def run_shards(backend: Backend, jobs: list[ShardJob], device: str, report: Repo
         stats.score_seconds += time.perf_counter() - start
         stats.batches += 1 if whole else len(job.items)
         stats.rows += job.rows
-        save_predictions(job.path, job.ids, np.concatenate(probs), item=np.concatenate(job.items), swapped=job.swapped)
+        frame = prediction_frame(job.ids, np.concatenate(probs), item=np.concatenate(job.items), swapped=job.swapped)
+        write_sealed(job.path, lambda tmp, frame=frame: frame.to_parquet(tmp, index=False), job.made_for)
         stats.shards.append(job.index)
         report(("shard", job.index))
     return stats

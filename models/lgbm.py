@@ -156,6 +156,13 @@ class LGBMPreference:
         described = _with_columns(frame, table)
         parts = [table, *(self.trained_[name].transform(described) for name in trained(self._groups()))]
         table = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+        unknown = [c for c in self.columns_ if c not in table.columns]
+        if unknown:
+            raise InputError(
+                f"the model uses feature {unknown[0]!r}, which this version's feature registry does not compute "
+                "(a model saved by another version?)",
+                getattr(self, "loaded_from_", None),
+            )
         return table[self.columns_]
 
     def _alone_mixed(self, frame: pd.DataFrame, table: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
@@ -209,6 +216,11 @@ class LGBMPreference:
         if groups is None:
             groups = prompt_groups(frame).to_numpy() if "prompt" in frame.columns else np.arange(len(frame))
         groups = np.asarray(groups)
+        if self.config.early_stopping_share > 0 and len(np.unique(groups)) < 2:
+            raise InputError(
+                "LightGBM's training rows come from one prompt: it needs at least two (some are held out to choose "
+                "the number of rounds; lgbm.early_stopping_share = 0 turns that off)"
+            )
         X = self._training_table(frame, y, groups)
         teacher = self._teacher_probabilities(frame, y, groups)
         targets = None if teacher is None else soft_targets(y, teacher, self.config.teacher_weight)
@@ -284,6 +296,7 @@ class LGBMPreference:
             model.columns_, model.n_rounds_ = list(meta["columns"]), int(meta["n_rounds"])
             model.trained_ = {name: load_state(name, directory / f"trained_{name}.npz") for name in trained(model._groups())}
             model.booster_ = lgb.Booster(model_str=booster_text)
+            model.loaded_from_ = directory
         except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as err:
             raise InputError(f"unreadable LightGBM model ({type(err).__name__})", directory) from None
         return model

@@ -141,9 +141,9 @@ def training_features(train: pd.DataFrame, groups: tuple[str, ...], features) ->
 
     if not features.table_dir:
         return attach_features(train, groups, features.cache_dir)
-    from features.parts import read_parts
+    from features.parts import read_feature_table
 
-    table = read_parts(features.table_dir, train, computed(groups))
+    table = read_feature_table(features.table_dir, train, computed(groups))
     return pd.concat([train.drop(columns=[c for c in train.columns if c in table.columns]), table], axis=1)
 
 

@@ -1,8 +1,8 @@
 """features: build a file's feature table in blocks of whole prompts, as parquet parts, in this process or as
 tasks on a Ray cluster (features/parts.py); `cv --features-table RUN` and `fit --features-table RUN` read it.
 
-Run directory: parts/ (part-<k>.parquet and parts.json, written part by part: a killed build resumes) and, once
-every part is there, summary.json, config.toml and manifest.json (a unit).
+Run directory: parts/ (part-<k>.parquet and parts.json, each sealed, written part by part: a killed build resumes) and,
+once every part is there, summary.json, config.toml and manifest.json (a unit whose manifest names every part).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from competition.cluster import check_address
 from competition.config import require
 from competition.rundir import RunKind, check_run, run_unit
 from competition.settings import DataConfig, RunLocation
@@ -27,6 +28,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         require(self.engine in ("local", "ray"), "engine", "must be local or ray")
         require(self.rows_per_block >= 1, "rows_per_block", "must be at least 1")
+        check_address(self.ray_address)
+        require(not self.ray_address or self.engine == "ray", "ray_address", "is read only with engine = ray")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,6 @@ def run_features(cfg: FeaturesConfig) -> dict:
     seconds = time.perf_counter() - start
     summary = facts | {"rows": len(frame), "groups": list(groups), "engine": cfg.build.engine, "seconds": seconds}
     summary["rows_per_second"] = len(frame) / seconds
-    with run_unit(cfg, {"rows": len(frame)}) as staging:
+    with run_unit(cfg, {"rows": len(frame)}, adopt=(PARTS_DIR,)) as staging:
         (staging / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary

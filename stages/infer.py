@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from competition.atomic import write_text_atomic
 from competition.config import save_config
 from competition.errors import InputError
 from competition.predictions import TEST_FILE, save_predictions
-from competition.rundir import RunKind, check_run, run_kind, write_manifest
+from competition.rundir import RunKind, check_run, read_manifest, run_kind, staged_unit
+from competition.runs import run_facts
+from inference.backends import check_backend
 from inference.config import InferenceConfig, ModelConfig
 from inference.engine import CONFIG_FILE, SHARD_DIR, SUMMARY_FILE, decided, infer_frame
 from inference.sources import check_source, tokenizer_dir
-from inference.workers import BackendFactory
+from inference.workers import BackendFactory, parse_devices
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,9 @@ def run_infer(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh
     """`infer`: test.parquet (id + three probabilities) in the run directory, plus its config and statistics.
 
     Its other files carry an `infer` prefix, so the run directory may be a training run's (one holding
-    oof.parquet): its test.parquet is replaced, the run's manifest is rewritten to name it, and `blend` reads
-    it as that run's test predictions.
+    oof.parquet): its test.parquet is replaced, the run's manifest is rewritten to name it (its facts kept), and
+    `blend` reads it as that run's test predictions. Nothing is written before the model, the devices, the backend
+    and the cluster are checked; a run killed half-way leaves only its sealed shards, and a rerun scores the rest.
     """
     from data.loader import load_arena_csv
     from models.backbone import load_tokenizer
@@ -45,19 +48,28 @@ def run_infer(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh
     if not Path(cfg.model.path).is_dir():
         raise InputError("model directory not found", cfg.model.path)
     # infer may add its test predictions to a training run (blend then reads them as that run's)
-    kind = RunKind.CV if run_kind(cfg.run_dir) == RunKind.CV else cfg.KIND
+    base = read_manifest(cfg.run_dir, RunKind.CV) if run_kind(cfg.run_dir) == RunKind.CV else None
+    kind = RunKind.CV if base is not None else cfg.KIND
     check_run(cfg, kind=kind)
     check_source(cfg.model.path, cfg.model.base_models)
     check_max_length(cfg.model)
     cfg = decided(cfg)  # dtype and tensor parallelism for the GPUs at hand, or one line saying why not
     cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
+    check_backend(cfg.backend_spec(), parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local"))
+    if cfg.workers.engine == "ray":
+        from competition.cluster import connect
+
+        connect(cfg.workers.ray_address, 1)  # an unreachable cluster is refused before anything is written
     frame = load_arena_csv(cfg.data.test)
     tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path, cfg.model.base_models))
     run_dir = cfg.run_dir
-    save_config(cfg, run_dir / CONFIG_FILE)
     probs, stats = infer_frame(frame, tokenizer, cfg, run_dir / SHARD_DIR, factory=factory, fresh=fresh)
-    save_predictions(run_dir / TEST_FILE, frame["id"], probs)
-    write_text_atomic(run_dir / SUMMARY_FILE, json.dumps(stats, indent=1))
-    # The manifest is rewritten last: over a training run it now names the new test.parquet as that run's.
-    write_manifest(run_dir, kind)
+    with staged_unit(run_dir, kind, run_facts(base) if base else None, adopt=(SHARD_DIR,)) as staging:
+        for name in (base or {}).get("files", {}):
+            if name not in (TEST_FILE, CONFIG_FILE, SUMMARY_FILE) and not name.startswith(f"{SHARD_DIR}/"):
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(run_dir / name, staging / name)
+        save_config(cfg, staging / CONFIG_FILE)
+        save_predictions(staging / TEST_FILE, frame["id"], probs)
+        (staging / SUMMARY_FILE).write_text(json.dumps(stats, indent=1), encoding="utf-8")
     return {**stats, "predictions": str(run_dir / TEST_FILE)}

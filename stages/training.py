@@ -232,7 +232,7 @@ def run_predict(cfg: TrainingConfig, model_dir: str | Path) -> Submitted:
     prompt order, not file order: their probabilities fill one (rows, 3) array, written out at the end.
     """
     path = cfg.submission_path
-    check_outputs([path], [cfg.data.test, model_dir])
+    check_outputs([], [cfg.data.test, model_dir], files=[path])
     model = load_model(resolve_model_dir(model_dir), cfg.base_models)
     if not cfg.data.test:
         raise InputError("predict needs a test file (--test)")
@@ -252,7 +252,7 @@ class MainJob:
 
 def run_main_job(cfg: TrainingConfig) -> MainJob:
     """The main job: cv on the training file, fit on all of it, predict the test file."""
-    check_outputs([cfg.submission_path, *cfg.side_outputs()], cfg.inputs(), cfg.run_dir, RunKind.CV)
+    check_outputs(cfg.side_outputs(), cfg.inputs(), cfg.run_dir, RunKind.CV, [cfg.submission_path])
     check_run(cfg, cfg.run_dir / MODEL_DIR, RunKind.MODEL)
     run = run_cv(cfg)
     model_dir = run_fit(cfg)

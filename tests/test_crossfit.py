@@ -74,13 +74,13 @@ def test_folds_are_label_stratified_within_tolerance():
 def test_fold_table_is_written_once_and_read_back(tmp_path):
     frame, y, groups = synthetic()
     first = fold_table(frame["id"], groups, y, 5, 7, tmp_path)
-    written = list(tmp_path.iterdir())
+    written = list(tmp_path.glob("*.parquet"))
     assert len(written) == 1
     stamp = written[0].stat().st_mtime_ns
     again = fold_table(frame["id"], groups, y, 5, 7, tmp_path)
     assert again.equals(first) and written[0].stat().st_mtime_ns == stamp
     other = fold_table(frame["id"], groups, y, 4, 7, tmp_path)  # other settings: another table
-    assert len(list(tmp_path.iterdir())) == 2 and other["fold"].max() == 3
+    assert len(list(tmp_path.glob("*.parquet"))) == 2 and other["fold"].max() == 3
     with pytest.raises(InputError, match="distinct prompts"):
         fold_table(frame["id"][:10], groups[:10], y[:10], 5, 7, None)
 

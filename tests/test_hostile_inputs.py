@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -857,3 +858,226 @@ def test_real_subprocess_stderr_is_one_line(ws):
         assert result.returncode == 2 and len(lines) == 1, result.stderr
         assert all(text in lines[0] for text in expected), lines
     assert snapshot(ws.root) == (files, dirs)
+
+
+# ------------------------------------------------------------------------ outputs that cannot be written at all
+# Checked before any data is read or model trained (the tripwires): a folder that takes no file (/proc, /sys take
+# none even for root, whatever their permission bits say), a parent that is a file, a file output that is a folder.
+
+NOTES = "notes.txt"  # a file of the user's that is no input
+CANNOT_WRITE = {
+    "cv_out_in_proc": (["cv", "--train", "train.csv", "--test", "test.csv", "--out", "/proc/arena-run1"], "/proc"),
+    "fit_out_in_sys": (["fit", "--train", "train.csv", "--out", "/sys/arena-run1"], "/sys"),
+    "run_out_in_proc": (["run", "--train", "train.csv", "--test", "test.csv", "--out", "/proc/arena-run1"], "/proc"),
+    "ablate_out_in_proc": (["ablate", "--train", "train.csv", "--out", "/proc/arena-run1"], "/proc"),
+    "cv_out_under_a_file": (["cv", "--train", "train.csv", "--test", "test.csv", "--out", f"{NOTES}/run1"], NOTES),
+    "fit_out_under_a_file": (["fit", "--train", "train.csv", "--out", f"{NOTES}/deeper/run1"], NOTES),
+    "cv_fold_dir_in_proc": (["cv", "--train", "train.csv", "--test", "test.csv", "--set", "cv.fold_dir='/proc/folds'"], "/proc"),
+    "cv_fold_dir_under_a_file": (["cv", "--train", "train.csv", "--set", f"cv.fold_dir='{NOTES}/folds'"], NOTES),
+    "cv_feature_cache_in_proc": (["cv", "--train", "train.csv", "--set", "features.cache_dir='/proc/cache'"], "/proc"),
+    "fit_feature_cache_under_a_file": (["fit", "--train", "train.csv", "--set", f"features.cache_dir='{NOTES}/c'"], NOTES),
+    "predict_submission_is_a_folder": (
+        ["predict", "--model", "runs/m", "--test", "test.csv", "--submission", "submissions"],
+        "submissions",
+    ),
+    "predict_submission_under_a_file": (
+        ["predict", "--model", "runs/m", "--test", "test.csv", "--submission", f"{NOTES}/sub.csv"],
+        NOTES,
+    ),
+    "predict_submission_in_proc": (
+        ["predict", "--model", "runs/m", "--test", "test.csv", "--submission", "/proc/s.csv"],
+        "/proc",
+    ),
+    "run_submission_is_a_folder": (
+        ["run", "--train", "train.csv", "--test", "test.csv", "--submission", "submissions"],
+        "submissions",
+    ),
+    "blend_submission_is_a_folder": (["blend", "--runs", "runs/a", "runs/b", "--submission", "submissions"], "submissions"),
+    "blend_out_in_proc": (["blend", "--runs", "runs/a", "runs/b", "--out", "/proc/blend1"], "/proc"),
+    "infer_out_in_proc": (["infer", "--test", "test.csv", "--model-path", HF_MODEL, "--out", "/proc/inf1"], "/proc"),
+    "infer_out_under_a_file": (["infer", "--test", "test.csv", "--model-path", HF_MODEL, "--out", f"{NOTES}/inf"], NOTES),
+    "features_out_in_proc": (["features", "--train", "train.csv", "--out", "/proc/feat1"], "/proc"),
+    "train_transformer_out_in_proc": (
+        ["train-transformer", "--train", "train.csv", "--out", "/proc/tt1", "--set", f"model.model_path='{HF_MODEL}'"],
+        "/proc",
+    ),
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc and /sys")
+@pytest.mark.parametrize("case", list(CANNOT_WRITE))
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(ws, tripwire, no_training, case):
+    ws.path(NOTES).write_text("the user's notes\n", encoding="utf-8")
+    argv, expected = CANNOT_WRITE[case]
+    if argv[0] in ("cv", "fit", "run", "ablate"):  # the case's own --set comes after QUICK, so it wins
+        argv = [argv[0], *QUICK, *argv[1:]]
+    ws.refused(argv, expected)
+
+
+def test_an_output_on_a_full_disk_is_refused_before_any_work(ws, tripwire, no_training, monkeypatch):
+    import competition.rundir
+
+    full = shutil.disk_usage(ws.root)._replace(free=1 << 20)
+    monkeypatch.setattr(competition.rundir.shutil, "disk_usage", lambda path: full)
+    ws.refused(["cv", *QUICK, "--train", "train.csv", "--test", "test.csv", "--out", "runs/new"], "1 MiB free")
+
+
+# ------------------------------------------------------------- settings a library would take badly, configs coerced
+
+CONFIG_FILES = {
+    "groups_string.toml": '[features]\ngroups = "lengths"\n',  # a string where a list goes: never a one-item list
+    "section_scalar.toml": "lgbm = 5\n",  # a value where a table goes: never replaced by --set lgbm.x=...
+}
+LIBRARY_SETTINGS = {
+    "seed_negative": (["cv", "--seed", "-1"], "cv.seed"),
+    "seed_too_large": (["cv", "--seed", str(2**32)], "cv.seed"),
+    "fit_seed_negative": (["fit", "--seed", "-1"], "cv.seed"),
+    "ablate_seed_negative": (["ablate", "--seed", "-1"], "cv.seed"),
+    "lgbm_seed_field_negative": (["cv", "--set", "lgbm.seed=-5"], "seed"),
+    "groups_as_a_string": (["cv", "--config", "groups_string.toml"], "groups"),
+    "groups_as_a_string_by_set": (["cv", "--set", "features.groups=lengths"], "groups"),
+    "section_scalar_then_set": (["cv", "--config", "section_scalar.toml", "--set", "lgbm.max_rounds=3"], "lgbm"),
+    "fit_section_scalar_then_set": (["fit", "--config", "section_scalar.toml", "--set", "lgbm.num_leaves=3"], "lgbm"),
+    "infer_ray_address_unparsable": (["infer", "--engine", "ray", "--ray-address", "not an address"], "ray_address"),
+    "infer_ray_address_port_out_of_range": (["infer", "--engine", "ray", "--ray-address", "localhost:70000"], "ray_address"),
+    "infer_ray_address_without_ray": (["infer", "--ray-address", "127.0.0.1:6379"], "ray_address"),
+    "features_ray_address_unparsable": (["features", "--engine", "ray", "--ray-address", "http://x y"], "ray_address"),
+    "features_ray_address_without_ray": (["features", "--ray-address", "auto"], "ray_address"),
+}
+LIBRARY_BASE = {
+    "cv": ["--train", "train.csv", "--test", "test.csv", *QUICK],
+    "fit": ["--train", "train.csv", *QUICK],
+    "ablate": ["--train", "train.csv", *QUICK],
+    "infer": ["--test", "test.csv", "--model-path", HF_MODEL, "--out", "runs/inf"],
+    "features": ["--train", "train.csv", "--out", "runs/feat"],
+}
+
+
+@pytest.mark.parametrize("case", list(LIBRARY_SETTINGS))
+def test_a_setting_a_library_would_take_badly_is_refused_before_data(ws, tripwire, case):
+    for name, text in CONFIG_FILES.items():
+        ws.path(name).write_text(text, encoding="utf-8")
+    (command, *setting), expected = LIBRARY_SETTINGS[case]
+    ws.refused([command, *LIBRARY_BASE[command], *setting], expected)
+
+
+@pytest.mark.parametrize("engine_flags", [["infer", "--model-path", HF_MODEL], ["features", "--train", "train.csv"]])
+def test_an_unreachable_ray_cluster_is_one_line_within_its_timeout(ws, tripwire, engine_flags):
+    """Nothing listens on port 1: refused at once, before any file is written (a hang was stopped by a timeout)."""
+    pytest.importorskip("ray")
+    start = time.monotonic()
+    argv = [*engine_flags, "--out", "runs/remote", "--engine", "ray", "--ray-address", "127.0.0.1:1"]
+    ws.refused(argv + (["--test", "test.csv"] if argv[0] == "infer" else []), "127.0.0.1:1")
+    assert time.monotonic() - start < 60
+
+
+# -------------------------------------------------------------------------------------------------- tiny files
+
+TINY = {
+    "three_rows_three_prompts": dict(n_prompts=3, rows_per_prompt=1),
+    "one_row": dict(n_prompts=1, rows_per_prompt=1),
+    "one_prompt_four_rows": dict(n_prompts=1, rows_per_prompt=4),
+}
+TINY_COMMANDS = {
+    "cv": ["cv", "--train", "tiny.csv", "--test", "test.csv", "--folds", "2", "--out", "runs/tiny", *QUICK],
+    "fit": ["fit", "--train", "tiny.csv", "--out", "runs/tiny", *QUICK],
+    "run": ["run", "--train", "tiny.csv", "--test", "test.csv", "--folds", "2", "--out", "runs/tiny", *QUICK],
+    "ablate": ["ablate", "--train", "tiny.csv", "--folds", "2", "--out", "runs/tiny", *QUICK],
+}
+
+
+@pytest.mark.parametrize("command", list(TINY_COMMANDS))
+@pytest.mark.parametrize("size", list(TINY))
+def test_a_training_file_too_small_to_train_on_is_one_line(ws, command, size):
+    """Refused in one line before anything is written (scikit-learn's splitters and LightGBM's early-stopping split
+    raised their own errors); three prompts of one row each are enough for `fit` (two to train, one to stop on)."""
+    if (command, size) == ("fit", "three_rows_three_prompts"):
+        pytest.skip("trainable")
+    make_arena_frame(seed=5, **TINY[size]).to_csv(ws.path("tiny.csv"), index=False)
+    ws.refused(TINY_COMMANDS[command], "")
+
+
+def test_a_model_naming_a_feature_the_registry_does_not_compute_is_one_line(ws):
+    """The group is known, the column is not (a model saved by another version): not a KeyError."""
+    model = ws.root / MODEL
+    _edit_json(model / "estimator.json", lambda m: m.update(columns=[*m["columns"], "lengths__a_telepathy"]))
+    write_manifest(model, "model")
+    ws.refused(["predict", "--model", "runs/m", "--test", "test.csv", "--submission", PREV_SUB], "lengths__a_telepathy")
+
+
+# ------------------------------------------------------------------------------ what a command reads back, tampered
+
+
+def _rewrite_parquet(path: Path, change) -> None:
+    frame = change(pd.read_parquet(path))
+    frame.to_parquet(path, index=False)
+
+
+def damage_readback(kind: str, root: Path) -> list[str]:
+    """Damages what the command reads back from an earlier run; returns its command line."""
+    from competition.sealed import seal
+
+    feat, part = root / "runs/feat", root / "runs/feat/parts/part-00000.parquet"
+    cv_from_table = ["cv", *QUICK, "--train", "train.csv", "--test", "", "--folds", "3", "--features-table", "runs/feat"]
+    if kind.startswith("part") or kind.startswith("parts_index"):
+        assert main(["features", "--train", "train.csv", "--out", "runs/feat", "--rows-per-block", "8"]) == 0
+    if kind == "part_columns_rewritten":
+        _rewrite_parquet(part, lambda f: f.assign(**{c: 0.0 for c in f.columns if c.startswith("lengths__")}))
+    elif kind == "part_rewritten_manifest_rewritten":  # the manifest made to agree: the part's seal still tells
+        _rewrite_parquet(part, lambda f: f.assign(**{c: 1.0 for c in f.columns if c != "id"}))
+        write_manifest(feat, "features")
+    elif kind == "part_truncated":
+        part.write_bytes(part.read_bytes()[:100])
+    elif kind == "part_repeated_ids_resealed":
+        _rewrite_parquet(part, lambda f: pd.concat([f, f.iloc[[0]]], ignore_index=True))
+        seal(part, json.loads((feat / "parts/parts.json").read_text())["fingerprint"])
+        write_manifest(feat, "features")
+    elif kind == "parts_index_corrupt":
+        (feat / "parts/parts.json").write_text("{not json", encoding="utf-8")
+        write_manifest(feat, "features")
+    elif kind == "parts_index_no_parts_resealed":
+        index = feat / "parts/parts.json"
+        meta = json.loads(index.read_text())
+        index.write_text(json.dumps(meta | {"parts": 0}), encoding="utf-8")
+        seal(index, meta["fingerprint"])
+        write_manifest(feat, "features")
+    elif kind == "manifest_facts_edited":
+        _edit_json(root / "runs/b/manifest.json", lambda m: m["facts"].update(rows=m["facts"]["rows"] + 1))
+        return ["blend", "--runs", "runs/a", "runs/b", "--out", "runs/c", "--submission", PREV_SUB]
+    elif kind == "manifest_kind_edited":
+        _edit_json(root / MODEL / "manifest.json", lambda m: m.update(kind="cv"))
+        return ["predict", "--model", "runs/m", "--test", "test.csv", "--submission", PREV_SUB]
+    elif kind == "manifest_of_an_older_format":
+        _edit_json(root / "runs/b/manifest.json", lambda m: m.update(format="arena-preference-run/1"))
+        return ["blend", "--runs", "runs/a", "runs/b", "--out", "runs/c", "--submission", PREV_SUB]
+    elif kind == "fold_table_changed":
+        table = next((root / "runs/folds").glob("folds-*-k3-s42.parquet"))
+        _rewrite_parquet(table, lambda f: f.assign(fold=(f["fold"] + 1) % 3))  # still a grouped split: the seal tells
+        return ["cv", *QUICK, "--train", "train.csv", "--test", "test.csv", "--folds", "3", "--out", "runs/new"]
+    elif kind == "fold_table_torn":
+        table = next((root / "runs/folds").glob("folds-*-k3-s42.parquet"))
+        table.write_bytes(table.read_bytes()[:50])
+        return ["cv", *QUICK, "--train", "train.csv", "--test", "test.csv", "--folds", "3", "--out", "runs/new"]
+    else:
+        raise ValueError(kind)
+    return cv_from_table
+
+
+READBACK_CASES = {
+    "part_columns_rewritten": ("runs/feat", "part-00000.parquet", "does not match the manifest"),
+    "part_rewritten_manifest_rewritten": ("part-00000.parquet", "does not match its seal"),
+    "part_truncated": ("part-00000.parquet",),
+    "part_repeated_ids_resealed": ("twice", "column 'id'"),
+    "parts_index_corrupt": ("parts.json", "seal"),
+    "parts_index_no_parts_resealed": ("parts.json", "no parts"),
+    "manifest_facts_edited": ("runs/b", "manifest.json", "own digest"),
+    "manifest_kind_edited": ("manifest.json", "own digest"),
+    "manifest_of_an_older_format": ("manifest.json", "arena-preference-run/1"),
+    "fold_table_changed": ("runs/folds/folds-", "does not match its seal"),
+    "fold_table_torn": ("runs/folds/folds-", "does not match its seal"),
+}
+
+
+@pytest.mark.parametrize("case", list(READBACK_CASES))
+def test_a_tampered_file_read_back_from_a_run_is_one_line(ws, no_training, case):
+    ws.refused(damage_readback(case, ws.root), *READBACK_CASES[case])

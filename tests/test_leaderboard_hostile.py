@@ -324,13 +324,24 @@ REFUSED = {
     "route_out_inside_grades": (["route", *ROUTE_ARGS, "--out", "route/grades.csv/run"], "route/grades.csv"),
     "route_out_holds_inputs": (["route", *ROUTE_ARGS, "--out", "route"], "route"),
     "route_fold_dir_is_grades": (["route", *ROUTE_ARGS, "--set", "cv.fold_dir='route/grades.csv'"], "route/grades.csv"),
+    # outputs that cannot be written at all: refused before any work (they failed once the figures were computed)
+    "leaderboard_out_in_proc": (["leaderboard", "--train", "battles.csv", "--out", "/proc/lb1"], "/proc"),
+    "leaderboard_out_under_a_file": (["leaderboard", "--train", "battles.csv", "--out", "battles.csv.d/x"], "battles.csv.d"),
+    "prompt_out_in_sys": (["prompt-leaderboard", *PROMPT_ARGS, "--out", "/sys/plb1"], "/sys"),
+    "prompt_feature_cache_in_proc": (["prompt-leaderboard", *PROMPT_ARGS, "--set", "features.cache_dir='/proc/c'"], "/proc"),
+    "route_out_in_proc": (["route", *ROUTE_ARGS, "--out", "/proc/route1"], "/proc"),
+    "route_fold_dir_under_a_file": (["route", *ROUTE_ARGS, "--set", "cv.fold_dir='battles.csv.d/folds'"], "battles.csv.d"),
+    # seeds a library would reject
+    "leaderboard_seed_negative": (["leaderboard", "--train", "battles.csv", "--seed", "-1"], "seed"),
+    "prompt_seed_negative": (["prompt-leaderboard", *PROMPT_ARGS, "--seed", "-1"], "seed"),
+    "route_seed_negative": (["route", *ROUTE_ARGS, "--seed", "-1"], "seed"),
 }
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
 def test_refused_before_any_work(refused, case):
     argv, *expected = REFUSED[case]
-    refused(argv, *expected)
+    refused(argv, *expected, prepare=lambda root: (root / "battles.csv.d").write_text("a file, not a folder\n"))
 
 
 # ------------------------------------------------------------------------------------------- crafted ids

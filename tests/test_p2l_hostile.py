@@ -153,3 +153,35 @@ def test_a_model_name_from_the_data_never_becomes_a_path(root, tmp_path):
     assert main([*board, "--out", str(tmp_path / "a" / "b" / "board")]) == 0
     assert evil in set(pd.read_csv(next((tmp_path / "a" / "b" / "board").glob("prompt_*.csv")))["model"])
     assert json.loads((tmp_path / "a" / "b" / "board" / "manifest.json").read_text())["kind"] == "prompt-leaderboard"
+
+
+def test_an_edited_fold_list_in_the_manifest_is_one_line(root, capsys, tmp_path):
+    """P2L's uses read the fold models the manifest lists: a hand-edited list is caught by the manifest's own digest."""
+    import shutil
+
+    run = tmp_path / "p2l"
+    shutil.copytree(root / "runs" / "p2l", run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["facts"]["folds"] = [0, 1, 2, 7]
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    board = ["prompt-leaderboard", "--p2l", str(run), "--prompt", "write a poem", "--out", str(tmp_path / "board")]
+    refused(root, capsys, board, "manifest.json", "own digest")
+    assert not (tmp_path / "board").exists()
+
+
+def test_prompts_sharing_one_text_are_a_run_not_a_crash(root, tmp_path):
+    """Every prompt empty ("[]"), so every question id shares one text: held-out coefficients come one per prompt
+    group (they were computed per distinct text, an internal error after the folds were written)."""
+    frame = pd.read_csv(root / "battles.csv").assign(prompt="[]")
+    frame.to_csv(tmp_path / "empty_prompts.csv", index=False)
+    argv = ["train-p2l", "--train", str(tmp_path / "empty_prompts.csv"), "--folds", "3", "--out", str(tmp_path / "run")]
+    assert main([*argv, *sets(tmp_path)]) == 0
+    table = pd.read_parquet(tmp_path / "run" / "coefficients.parquet")
+    assert table["group"].nunique() == frame["question_id"].nunique()
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_tiny_battles_file_is_one_line(root, capsys, tmp_path, rows):
+    pd.read_csv(root / "battles.csv").head(rows).to_csv(tmp_path / "tiny.csv", index=False)
+    argv = ["train-p2l", "--train", str(tmp_path / "tiny.csv"), "--folds", "2", "--out", str(root / "runs" / "tiny")]
+    refused(root, capsys, [*argv, *sets(root)], "")

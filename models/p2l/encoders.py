@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.atomic import write_atomic
+from competition.sealed import ABSENT, SEALED, UNSEALED, WHY, seal_state, write_sealed
 from models.p2l.settings import EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -113,9 +113,12 @@ def frozen_embeddings(encoder: EncoderConfig, texts: list[str], device, num_thre
     keys = [text_key(t) for t in texts]
     cache = Path(encoder.cache_dir) / f"p2l-embeddings-{encoder_key(encoder)}.parquet" if encoder.cache_dir else None
     known: dict[str, np.ndarray] = {}
-    if cache is not None and cache.is_file():
+    state = seal_state(cache, encoder_key(encoder)) if cache is not None else ABSENT
+    if state == SEALED:
         stored = pd.read_parquet(cache)
         known = dict(zip(stored["key"], map(np.asarray, stored["vector"]), strict=True))
+    elif state not in (ABSENT, UNSEALED):
+        log.warning("embedding cache %s %s: computed again", cache, WHY[state])
     missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
     if missing:
         log.info("embedding %d prompts (%d cached)", len(missing), len(set(keys)) - len(missing))
@@ -123,7 +126,7 @@ def frozen_embeddings(encoder: EncoderConfig, texts: list[str], device, num_thre
         known |= {k: v for (k, _), v in zip(missing, vectors, strict=True)}
         if cache is not None:
             table = pd.DataFrame({"key": list(known), "vector": [v.tolist() for v in known.values()]})
-            write_atomic(cache, lambda p: table.to_parquet(p, index=False))
+            write_sealed(cache, lambda p: table.to_parquet(p, index=False), encoder_key(encoder))
     return np.stack([known[k] for k in keys]).astype(np.float64)
 
 

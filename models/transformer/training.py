@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from competition.atomic import atomic_path
 from competition.errors import InputError
 from competition.labels import one_hot, swap_probabilities
+from competition.sealed import ABSENT, SEALED, WHY, seal_state, write_sealed
 from models.backbone import load_classifier, load_trainable_state, trainable_in_float32, trainable_state, with_lora
 from models.transformer.batches import autocast
 from models.transformer.distributed import barrier, current_ranks, gather_objects, mean_over_ranks
@@ -155,8 +155,7 @@ def save_checkpoint(
             "rng": rng,
             "extra": extra or {},
         }
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
+        write_sealed(path, lambda tmp: torch.save(state, tmp))
     barrier()
 
 
@@ -166,8 +165,12 @@ def resume(path: Path, model, optimizer, scheduler, scaler, fingerprint: dict, d
 
 
 def resume_with_extra(path: Path, model, optimizer, scheduler, scaler, fingerprint: dict, device) -> tuple[int, dict]:
-    """`resume`, also returning the checkpoint's `extra` ({} without a checkpoint)."""
-    if not path.exists():
+    """`resume`, also returning the checkpoint's `extra` ({} without a checkpoint). A checkpoint that does not match
+    its seal (torn, changed, or cut off by a kill before it was sealed) is not trusted: the fold starts over."""
+    found = seal_state(path)
+    if found != SEALED:
+        if found != ABSENT:
+            log.warning("checkpoint %s %s: the fold starts over", path, WHY[found])
         return 0, {}
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = state.get("fingerprint", {})

@@ -1,0 +1,415 @@
+"""Every flag of every command is honoured: the command reads it (or refuses it where it means nothing).
+
+`test_architecture.py` proves a flag sets its config field; that a command then *uses* the field is proved here. Each
+command runs for real on tiny inputs (a few dozen rows, 2-3 folds, LightGBM with a few rounds, the tiny test models),
+with every one of its flags changed from its default, under a config that records which of its fields the run reads:
+each flag's field must be among them. Reads that prove nothing are not counted: a config copying or printing itself
+(`dataclasses.replace`, `asdict`, `save_config`, `__eq__`, `__repr__`, range checks in `__post_init__`), and the list of
+inputs and outputs a run checks paths against (`inputs()`, `side_outputs()`: a field listed there may still be
+ignored, as `ablate` once did with a feature table). A flag that means nothing in some context is refused there (exit 2).
+
+Where a field is read eagerly whatever it holds (`--name` beside `--out`, `--out` itself), the run's effect is checked
+instead: where it wrote. Flags with no field (`--fresh`, `--groups`, `predict --model`) are checked by what they do.
+Why not a run per flag, comparing outputs: about 175 command × flag pairs, a dozen of them starting worker processes,
+transformer fine-tuning or P2L's encoder; over ten minutes on this project's 2-core machine. One run per command
+context costs about a minute. `--config` and `--set` are the config machinery itself (tests/test_config.py) and are
+covered by every run here, which sets its fast settings through them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import cli.flags
+from cli import COMMANDS, command_parser, main
+from competition.config import load_config
+from tests.conftest import make_arena_frame
+
+# Reads made by these functions are bookkeeping, not use (see the module docstring).
+NOT_USE = {
+    "replace",
+    "_asdict_inner",
+    "asdict",
+    "to_dict",
+    "save_config",
+    "__eq__",
+    "__hash__",
+    "__repr__",
+    "__post_init__",
+    "__init__",
+    "inputs",
+    "side_outputs",
+    "output_files",
+    "family_inputs",
+    "family_side_outputs",
+}
+GENERIC = {"--config", "--set"}
+LGBM = [
+    "--set",
+    "lgbm.max_rounds=8",
+    "--set",
+    "lgbm.early_stopping_rounds=3",
+    "--set",
+    "lgbm.min_data_in_leaf=3",
+    "--set",
+    "lgbm.num_threads=1",
+    "--set",
+    'features.groups=["lengths","markdown"]',
+    "--set",
+    "features.cache_dir=''",
+]
+
+
+class Reads:
+    """Dotted names of config fields read while recording is on."""
+
+    names: set[str] = set()
+    on = False
+
+
+_recording_classes: dict[type, type] = {}
+
+
+def recording(value, prefix: str = ""):
+    """A copy of a config whose sections and fields note every read (by their dotted name) while `Reads.on`."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    cls = type(value)
+    if cls not in _recording_classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+
+        def __getattribute__(self, name, _names=names):
+            found = object.__getattribute__(self, name)
+            if name in _names:
+                prefix = object.__getattribute__(self, "_recording_prefix")
+                if type(found) in _recording_classes.values():  # a section (also one rebuilt by replace) knows its name
+                    object.__setattr__(found, "_recording_prefix", f"{prefix}{name}.")
+                if Reads.on and sys._getframe(1).f_code.co_name not in NOT_USE:
+                    Reads.names.add(prefix + name)
+            return found
+
+        attributes = {"__getattribute__": __getattribute__, "_recording_prefix": ""}
+        _recording_classes[cls] = type(f"Recording{cls.__name__}", (cls,), attributes)
+    kwargs = {f.name: recording(getattr(value, f.name), f"{prefix}{f.name}.") for f in dataclasses.fields(value) if f.init}
+    copy = _recording_classes[cls](**kwargs)
+    object.__setattr__(copy, "_recording_prefix", prefix)
+    return copy
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Configs made by the CLI record their reads; the recording starts once the config is made."""
+
+    def load_recording(*args, **kwargs):
+        cfg = recording(load_config(*args, **kwargs))
+        Reads.names, Reads.on = set(), True
+        return cfg
+
+    monkeypatch.setattr(cli.flags, "load_config", load_recording)
+    yield Reads
+    Reads.on = False
+
+
+# ------------------------------------------------------------------------------------------------------- workspace
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Tiny inputs of every command and the runs some commands read (made once; each case works in a copy)."""
+    from tiny_models import tiny_backbone
+
+    from tests.test_inference_engine import tiny_bert
+    from tests.test_leaderboard_prompt import pairs_csv
+    from tests.test_leaderboard_run import battles_csv
+    from tests.test_p2l_cli import sets, train, write_inputs
+    from tests.test_routing_router import write_graded
+
+    root = tmp_path_factory.mktemp("flags")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        make_arena_frame(n_prompts=8, rows_per_prompt=4, seed=1).to_csv("train.csv", index=False)
+        make_arena_frame(n_prompts=8, rows_per_prompt=4, seed=2).to_csv("train2.csv", index=False)
+        make_arena_frame(n_prompts=3, rows_per_prompt=3, seed=3, labels=False, models=False).to_csv("test.csv", index=False)
+        unlabeled = make_arena_frame(n_prompts=2, rows_per_prompt=3, seed=4, labels=False)
+        unlabeled.assign(prompt=[json.dumps([f"unseen {i}"]) for i in range(len(unlabeled))]).to_csv("unl.csv", index=False)
+        common = ["--train", "train.csv", "--test", "test.csv", "--folds", "3", *LGBM]
+        assert main(["cv", *common, "--out", "runs/a"]) == 0
+        assert main(["cv", *common, "--out", "runs/b", "--set", "lgbm.num_leaves=4"]) == 0
+        assert main(["fit", "--train", "train.csv", "--out", "runs/m", *LGBM]) == 0
+        assert main(["fit", "--train", "train2.csv", "--out", "runs/m2", *LGBM]) == 0
+        assert main(["features", "--train", "train.csv", "--out", "runs/feat", "--rows-per-block", "8"]) == 0
+        (root / "plb").mkdir()
+        (root / "route").mkdir()
+        battles_csv(root / "battles.csv", n=300)
+        pairs_csv(root / "plb", n_prompts=9)
+        write_graded(root / "route", n_prompts=16)
+        (root / "route" / "costs.toml").write_text("cheap = 1.0\nmid = 3.0\nbest = 10.0\n", encoding="utf-8")
+        pd.DataFrame({"id": ["n1", "n2"], "prompt": [json.dumps(["write code"]), json.dumps(["say hi"])]}).to_csv(
+            root / "route" / "new.csv", index=False
+        )
+        frame = pd.read_csv("train.csv")
+        pd.DataFrame({"id": frame["id"], "politeness": range(len(frame))}).to_csv("props.csv", index=False)
+        verdicts = pd.read_csv(root / "plb" / "pairs.csv")
+        verdicts.rename(columns={"question_id": "prompt"})[
+            ["prompt", "model_a", "model_b", "winner_model_a", "winner_model_b", "winner_tie"]
+        ].to_csv("verdicts.csv", index=False)
+        (root / "p2l").mkdir()
+        write_inputs(root / "p2l")
+        assert train(root / "p2l") == 0
+        (root / "p2l_sets.json").write_text(json.dumps(sets(root / "p2l")), encoding="utf-8")
+        tiny_backbone(root / "llama", "llama")
+        (root / "tiny.toml").write_text(
+            f'[model]\nmodel_path = "{root / "llama"}"\nmax_length = 48\n'
+            '[train]\nmax_steps = 1\ndevice = "cpu"\nteacher_inner_folds = 2\nnum_threads = 1\nonly_folds = [0]\n',
+            encoding="utf-8",
+        )
+        tiny_bert(root / "bert")
+    return root
+
+
+# ------------------------------------------------------------------------------------------------------------ cases
+
+
+@dataclass
+class Case:
+    argv: list[str]
+    flags: tuple[str, ...]  # what this run gives evidence for
+    exit: int = 0  # 2: the flags are refused in this context
+    check: Callable[[Path], None] | None = None  # the effect, for flags whose field says nothing (see docstring)
+    refused_text: str = ""
+    before: list[str] | None = None  # a command run first, unrecorded (what --fresh discards)
+
+
+def wrote(path: str) -> Callable[[Path], None]:
+    return lambda root: pytest.fail(f"nothing written at {path}") if not (root / path).exists() else None
+
+
+def p2l_sets(root: Path) -> list[str]:
+    return json.loads((root / "p2l_sets.json").read_text())
+
+
+TEACHER = ["--teacher", "runs/a", "--teacher-weight", "0.3"]
+TRAINING = ["--train", "train2.csv", "--test", "test.csv", "--folds", "2", "--seed", "7", "--max-rows", "28", "--model", "lgbm"]
+
+
+def ablation_of(groups: list[str]) -> Callable[[Path], None]:
+    def check(root: Path) -> None:
+        dropped = pd.read_csv(root / "runs/ab/ablation/ablation.csv")["dropped"].tolist()
+        assert dropped == ["(none)", *groups], dropped
+
+    return check
+
+
+def predicted_with(other: str) -> Callable[[Path], None]:
+    """`predict --model` took the named model: its submission differs from the first model's."""
+
+    def check(root: Path) -> None:
+        assert main(["predict", "--model", "runs/m", "--test", "test.csv", "--submission", "subs/first.csv"]) == 0
+        assert (root / "subs/first.csv").read_bytes() != (root / other).read_bytes()
+
+    return check
+
+
+def scored_again(root: Path) -> None:
+    summary = json.loads((root / "runs/inf/infer_summary.json").read_text())
+    assert summary["shards_skipped"] == 0 and summary["shards_scored"] == summary["shards"]
+
+
+INFER = ["infer", "--test", "test.csv", "--model-path", "bert", "--out", "runs/inf", "--max-length", "64"]
+PLB = ["prompt-leaderboard", "--train", "plb/pairs.csv", *LGBM[:8], "--set", 'features.groups=["lengths"]']
+ROUTE = ["route", "--train", "route/pairs.csv", "--grades", "route/grades.csv", "--costs", "route/costs.toml"]
+CASES: dict[str, list[Case]] = {
+    "cv": [
+        Case(["cv", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x"], ("--train", "--test", "--folds", "--seed", "--max-rows")),
+        Case(["cv", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x"], ("--model", "--teacher", "--teacher-weight")),
+        Case(["cv", "--train", "train.csv", "--folds", "3", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
+        Case(["cv", "--train", "train.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["cv", "--train", "train.csv", "--folds", "2", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "run": [
+        Case(["run", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x", "--submission", "subs/x.csv"], ("--train", "--test")),
+        Case(
+            ["run", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x", "--submission", "subs/x.csv"],
+            ("--folds", "--seed", "--max-rows", "--model", "--teacher", "--teacher-weight"),
+            check=wrote("subs/x.csv"),
+        ),
+        Case(["run", "--train", "train.csv", "--folds", "3", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
+        Case(["run", "--train", "train.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["run", "--train", "train.csv", "--folds", "2", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where")),
+        Case(["run", "--train", "train.csv", "--folds", "2", *LGBM, "--submission", "s/x.csv"], ("--submission",), check=wrote("s/x.csv")),
+    ],
+    "fit": [
+        Case(
+            ["fit", "--train", "train2.csv", "--seed", "7", "--max-rows", "28", "--model", "lgbm", *TEACHER, *LGBM],
+            ("--train", "--seed", "--max-rows", "--model", "--teacher", "--teacher-weight"),
+        ),
+        Case(["fit", "--train", "train.csv", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
+        Case(["fit", "--train", "train.csv", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named/model")),
+        Case(["fit", "--train", "train.csv", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where/model")),
+    ],
+    "predict": [
+        Case(["predict", "--model", "runs/m2", "--test", "test.csv", "--submission", "subs/p.csv"], ("--test",)),
+        Case(
+            ["predict", "--model", "runs/m2", "--test", "test.csv", "--submission", "subs/p.csv"],
+            ("--model", "--submission"),
+            check=predicted_with("subs/p.csv"),
+        ),
+        Case(["predict", "--model", "runs/m", "--test", "test.csv", "--name", "named"], ("--name",), check=wrote("submissions/named.csv")),
+    ],
+    "ablate": [
+        Case(
+            ["ablate", "--train", "train2.csv", "--folds", "2", "--seed", "7", "--max-rows", "28", *TEACHER, *LGBM],
+            ("--train", "--folds", "--seed", "--max-rows", "--teacher", "--teacher-weight"),
+        ),
+        Case(
+            ["ablate", "--train", "train.csv", "--folds", "2", *LGBM, "--groups", "markdown", "--out", "runs/ab"],
+            ("--groups", "--out"),
+            check=ablation_of(["markdown"]),
+        ),
+        Case(["ablate", "--train", "train.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named/ablation")),
+    ],
+    "blend": [
+        Case(["blend", "--runs", "runs/a", "runs/b", "--temperature", "--submission", "subs/b.csv"], ("--runs", "--temperature")),
+        Case(["blend", "--runs", "runs/a", "runs/b", "--submission", "subs/b.csv"], ("--submission",), check=wrote("subs/b.csv")),
+        Case(["blend", "--runs", "runs/a", "runs/b", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["blend", "--runs", "runs/a", "runs/b", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "leaderboard": [
+        Case(
+            ["leaderboard", "--train", "battles.csv", "--tie-model", "davidson", "--bootstrap", "5", "--seed", "3"],
+            ("--train", "--tie-model", "--bootstrap", "--seed"),
+        ),
+        Case(["leaderboard", "--train", "battles.csv", "--max-rows", "100", "--bootstrap", "0"], ("--max-rows",)),
+        Case(["leaderboard", "--train", "battles.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["leaderboard", "--train", "battles.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "prompt-leaderboard": [
+        Case(
+            [*PLB, "--prompt-id", "q1", "--models", "tiny", "verbose-pro", "--grades", "plb/grades.csv", "--folds", "3"],
+            ("--train", "--prompt-id", "--models", "--grades", "--folds"),
+        ),
+        Case([*PLB, "--prompt-id", "q2", "--evaluate", "--folds", "3", "--seed", "5", "--max-rows", "60"], ("--evaluate", "--seed", "--max-rows")),
+        Case([*PLB, "--prompt", "question number 3 about topic 3"], ("--prompt",)),
+        Case([*PLB, "--row", "2", "--test", "plb/pairs.csv"], ("--row", "--test")),
+        Case(["prompt-leaderboard", "--p2l", "p2l/runs/p2l", "--prompt", "write a poem"], ("--p2l",)),
+        Case(["prompt-leaderboard", "--p2l", "p2l/runs/p2l", "--prompts", "p2l/new.csv"], ("--prompts",)),
+        *[
+            Case(["prompt-leaderboard", "--p2l", "p2l/runs/p2l", "--prompt", "hi", *extra], (extra[0],), exit=2, refused_text=extra[0])
+            for extra in (["--evaluate"], ["--grades", "plb/grades.csv"], ["--train", "plb/pairs.csv"], ["--max-rows", "5"], ["--folds", "3"], ["--seed", "5"])
+        ],
+        Case([*PLB, "--prompt-id", "q1", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case([*PLB, "--prompt-id", "q1", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "route": [
+        Case([*ROUTE, "--test", "route/new.csv", "--budget", "5", "--models", "cheap", "best", "--folds", "3", "--seed", "5"], ("--train", "--grades", "--costs", "--test", "--budget", "--models", "--folds", "--seed")),
+        Case([*ROUTE, "--test", "route/new.csv", "--lam", "0.1"], ("--lam",)),
+        Case(["route", "--train", "p2l/battles.csv", "--grades", "p2l/grades.csv", "--costs", "p2l/costs.toml", "--p2l", "p2l/runs/p2l", "--folds", "3"], ("--p2l",)),
+        Case([*ROUTE, "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case([*ROUTE, "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "features": [
+        Case(["features", "--train", "train2.csv", "--max-rows", "20", "--rows-per-block", "5"], ("--train", "--max-rows", "--rows-per-block")),
+        Case(["features", "--train", "train.csv", "--engine", "ray", "--ray-address", "127.0.0.1:1"], ("--engine", "--ray-address"), exit=2, refused_text="127.0.0.1:1"),
+        Case(["features", "--train", "train.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["features", "--train", "train.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "arena": [
+        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--noise", "0.5", "--seed-models", "tiny", "mid-size", "--prompts-per-comparison", "3"], ("--train", "--grades", "--noise", "--seed-models", "--prompts-per-comparison")),
+        Case(["arena", "--train", "plb/pairs.csv", "--verdicts", "verdicts.csv"], ("--verdicts",)),
+        Case(["arena", "--train", "train.csv", "--judge-run", "runs/a"], ("--judge-run",)),
+        Case(["arena", "--train", "train.csv", "--judge-model", "runs/m"], ("--judge-model",)),
+        Case(["arena", "--train", "plb/pairs.csv", "--llm", "llama", "--prompts-per-comparison", "1"], ("--llm",)),
+        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "dissect": [
+        Case(
+            ["dissect", "--train", "train.csv", "--properties", "headers", "bold", "--properties-table", "props.csv", "--ties", "half", "--judges", "runs/a", "--min-pairs", "2", "--scenario", "reasoning"],
+            ("--train", "--properties", "--properties-table", "--ties", "--judges", "--min-pairs", "--scenario"),
+        ),
+        Case(["dissect", "--train", "train.csv", "--row", "100001", "--model", "runs/m"], ("--row", "--model")),
+        Case(["dissect", "--train", "train.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["dissect", "--train", "train.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+    ],
+    "infer": [
+        Case([*INFER, "--dtype", "float32", "--token-budget", "500", "--swap-average", "--devices", "cpu:2", "--placement", "split"], ("--test", "--model-path", "--max-length", "--dtype", "--token-budget", "--swap-average", "--devices", "--placement")),
+        Case([*INFER, "--backend", "vllm"], ("--backend",), exit=2, refused_text="vLLM"),
+        Case([*INFER, "--engine", "ray", "--ray-address", "127.0.0.1:1"], ("--engine", "--ray-address"), exit=2, refused_text="127.0.0.1:1"),
+        Case([*INFER, "--fresh"], ("--fresh", "--out"), check=scored_again, before=INFER),
+        Case(["infer", "--test", "test.csv", "--model-path", "bert", "--max-length", "64", "--name", "named"], ("--name",), check=wrote("runs/named")),
+    ],
+    "train-transformer": [
+        Case(["train-transformer", "--config", "tiny.toml", "--train", "train2.csv", "--test", "test.csv", "--folds", "2", "--seed", "7", "--max-rows", "28", "--teacher", "runs/a", "--teacher-weight", "0.5", "--unlabeled", "unl.csv", "--out", "runs/tt"], ("--train", "--test", "--folds", "--seed", "--max-rows", "--teacher", "--teacher-weight", "--unlabeled", "--out")),
+        Case(["train-transformer", "--config", "tiny.toml", "--train", "train.csv", "--folds", "2", "--name", "named"], ("--name",), check=wrote("runs/named")),
+    ],
+    "train-p2l": [
+        Case(["train-p2l", "--train", "p2l/battles.csv", "--test", "p2l/test_pairs.csv", "--grades", "p2l/grades.csv", "--folds", "2", "--seed", "7", "--max-rows", "80", "--out", "runs/p2l", "P2L_SETS"], ("--train", "--test", "--grades", "--folds", "--seed", "--max-rows", "--out")),
+        Case(["train-p2l", "--train", "p2l/battles.csv", "--test", "", "--folds", "2", "--name", "named", "P2L_SETS"], ("--name",), check=wrote("runs/named")),
+    ],
+}  # fmt: skip
+
+
+def declared(command: str) -> set[str]:
+    _, module = command_parser(command)
+    return {flag.name for flag in module.FLAGS[command]}
+
+
+def field_of(command: str, flag: str) -> str | None:
+    _, module = command_parser(command)
+    return next(f.field for f in module.FLAGS[command] if f.name == flag)
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_flag_of_every_command_has_a_case(command):
+    covered = {flag for case in CASES.get(command, []) for flag in case.flags} | GENERIC
+    assert declared(command) - covered == set(), f"{command}: flags without evidence that the command honours them"
+
+
+@pytest.mark.parametrize(("command", "index"), [(c, i) for c, cases in CASES.items() for i in range(len(cases))])
+def test_the_command_reads_every_flag_it_is_given(workspace, tmp_path, monkeypatch, recorded, command, index, capsys):
+    case = CASES[command][index]
+    root = tmp_path / "ws"
+    shutil.copytree(workspace, root, symlinks=True)
+    monkeypatch.chdir(root)
+    argv = [a for arg in case.argv for a in (p2l_sets(root) if arg == "P2L_SETS" else [arg])]
+    if "--test" in argv and argv[0] == "train-p2l":
+        make_arena_frame(n_prompts=2, rows_per_prompt=2, seed=8, labels=False).to_csv("p2l/test_pairs.csv", index=False)
+    if case.before is not None:
+        recorded.on = False
+        assert main(case.before) == 0
+    code = main(argv)
+    recorded.on = False
+    err = capsys.readouterr().err
+    assert code == case.exit, err
+    if case.exit == 2:
+        assert case.refused_text in err, err
+    for flag in case.flags:
+        name = field_of(command, flag)
+        if name is not None and case.check is None:
+            assert name in recorded.names, f"{command} {flag}: the run never read {name}"
+    if case.check is not None:
+        case.check(root)
+
+
+def test_the_recorder_sees_a_read_and_ignores_bookkeeping():
+    from stages.training import training_config
+
+    cfg = recording(load_config(training_config("lgbm")))
+    Reads.names, Reads.on = set(), True
+    try:
+        cfg.inputs()
+        dataclasses.replace(cfg, name="other")
+        assert Reads.names == set()
+        _ = cfg.data.max_rows
+        assert Reads.names == {"data", "data.max_rows"}
+    finally:
+        Reads.on = False
