@@ -147,7 +147,7 @@ def test_a_killed_ray_features_build_leaves_no_process_behind_and_resumes(tmp_pa
         stderr=subprocess.PIPE,
     )
     parts = tmp_path / "feat" / "parts"
-    wait_for(lambda: any(parts.glob("part-*.parquet")), process)
+    wait_for(lambda: any(seal_state(p, None) == SEALED for p in parts.glob("part-*.parquet")), process)
     driver = psutil.Process(process.pid)
     spawned = [(p, p.create_time()) for p in driver.children(recursive=True)]
     assert spawned, "the driver started a local Ray instance"
