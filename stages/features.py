@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from competition.cluster import check_address
+from competition.cluster import check_address, reachable
 from competition.config import require
 from competition.rundir import RunKind, check_run, run_unit
 from competition.settings import DataConfig, RunLocation
@@ -50,6 +50,8 @@ def run_features(cfg: FeaturesConfig) -> dict:
     from features.registry import computed
 
     check_run(cfg)
+    if cfg.build.engine == "ray":
+        reachable(cfg.build.ray_address)  # an unreachable cluster is refused before the file is read
     start = time.perf_counter()
     frame = load_unlabelled(cfg.data.train)  # labels are not needed for features; prompt groups are
     if cfg.data.max_rows is not None:

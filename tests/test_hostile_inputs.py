@@ -944,10 +944,12 @@ LIBRARY_SETTINGS = {
     "features_ray_address_unparsable": (["features", "--engine", "ray", "--ray-address", "http://x y"], "ray_address"),
     "features_ray_address_without_ray": (["features", "--ray-address", "auto"], "ray_address"),
 }
+# No QUICK settings: every case is refused before data (the tripwire), and QUICK's `--set features.groups=[...]`
+# would override (and so hide) a bad value in a config file.
 LIBRARY_BASE = {
-    "cv": ["--train", "train.csv", "--test", "test.csv", *QUICK],
-    "fit": ["--train", "train.csv", *QUICK],
-    "ablate": ["--train", "train.csv", *QUICK],
+    "cv": ["--train", "train.csv", "--test", "test.csv"],
+    "fit": ["--train", "train.csv"],
+    "ablate": ["--train", "train.csv"],
     "infer": ["--test", "test.csv", "--model-path", HF_MODEL, "--out", "runs/inf"],
     "features": ["--train", "train.csv", "--out", "runs/feat"],
 }
