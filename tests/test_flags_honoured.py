@@ -224,6 +224,7 @@ def scored_again(root: Path) -> None:
     assert summary["shards_skipped"] == 0 and summary["shards_scored"] == summary["shards"]
 
 
+ARENA_SMALL = ["--prompts-per-comparison", "3", "--set", "arena.coarse_prompts=2"]  # tiny files share few prompts
 INFER = ["infer", "--test", "test.csv", "--model-path", "bert", "--out", "runs/inf", "--max-length", "64"]
 PLB = ["prompt-leaderboard", "--train", "plb/pairs.csv", *LGBM[:8], "--set", 'features.groups=["lengths"]']
 ROUTE = ["route", "--train", "route/pairs.csv", "--grades", "route/grades.csv", "--costs", "route/costs.toml"]
@@ -231,9 +232,9 @@ CASES: dict[str, list[Case]] = {
     "cv": [
         Case(["cv", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x"], ("--train", "--test", "--folds", "--seed", "--max-rows")),
         Case(["cv", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x"], ("--model", "--teacher", "--teacher-weight")),
-        Case(["cv", "--train", "train.csv", "--folds", "3", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
-        Case(["cv", "--train", "train.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named")),
-        Case(["cv", "--train", "train.csv", "--folds", "2", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where")),
+        Case(["cv", "--train", "train.csv", "--test", "test.csv", "--folds", "3", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
+        Case(["cv", "--train", "train.csv", "--test", "test.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["cv", "--train", "train.csv", "--test", "test.csv", "--folds", "2", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where")),
     ],
     "run": [
         Case(["run", *TRAINING, *TEACHER, *LGBM, "--out", "runs/x", "--submission", "subs/x.csv"], ("--train", "--test")),
@@ -242,10 +243,10 @@ CASES: dict[str, list[Case]] = {
             ("--folds", "--seed", "--max-rows", "--model", "--teacher", "--teacher-weight", "--chunk-rows"),
             check=wrote("subs/x.csv"),
         ),
-        Case(["run", "--train", "train.csv", "--folds", "3", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
-        Case(["run", "--train", "train.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named")),
-        Case(["run", "--train", "train.csv", "--folds", "2", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where")),
-        Case(["run", "--train", "train.csv", "--folds", "2", *LGBM, "--submission", "s/x.csv"], ("--submission",), check=wrote("s/x.csv")),
+        Case(["run", "--train", "train.csv", "--test", "test.csv", "--folds", "3", "--features-table", "runs/feat", *LGBM[:8]], ("--features-table",)),
+        Case(["run", "--train", "train.csv", "--test", "test.csv", "--folds", "2", *LGBM, "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["run", "--train", "train.csv", "--test", "test.csv", "--folds", "2", *LGBM, "--out", "else/where"], ("--out",), check=wrote("else/where")),
+        Case(["run", "--train", "train.csv", "--test", "test.csv", "--folds", "2", *LGBM, "--submission", "s/x.csv"], ("--submission",), check=wrote("s/x.csv")),
     ],
     "fit": [
         Case(
@@ -297,10 +298,10 @@ CASES: dict[str, list[Case]] = {
     ],
     "prompt-leaderboard": [
         Case(
-            [*PLB, "--prompt-id", "q1", "--models", "tiny", "verbose-pro", "--grades", "plb/grades.csv", "--folds", "3"],
-            ("--train", "--prompt-id", "--models", "--grades", "--folds"),
+            [*PLB, "--prompt-id", "q1", "--models", "tiny", "verbose-pro", "--grades", "plb/grades.csv"],
+            ("--train", "--prompt-id", "--models", "--grades"),
         ),
-        Case([*PLB, "--prompt-id", "q2", "--evaluate", "--folds", "3", "--seed", "5", "--max-rows", "60"], ("--evaluate", "--seed", "--max-rows")),
+        Case([*PLB, "--prompt-id", "q2", "--evaluate", "--folds", "3", "--seed", "5", "--max-rows", "60"], ("--evaluate", "--folds", "--seed", "--max-rows")),
         Case([*PLB, "--prompt", "question number 3 about topic 3"], ("--prompt",)),
         Case([*PLB, "--row", "2", "--test", "plb/pairs.csv"], ("--row", "--test")),
         Case(["prompt-leaderboard", "--p2l", "p2l/runs/p2l", "--prompt", "write a poem"], ("--p2l",)),
@@ -326,19 +327,20 @@ CASES: dict[str, list[Case]] = {
         Case(["features", "--train", "train.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
     ],
     "arena": [
-        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--noise", "0.5", "--seed-models", "tiny", "mid-size", "--prompts-per-comparison", "3"], ("--train", "--grades", "--noise", "--seed-models", "--prompts-per-comparison")),
-        Case(["arena", "--train", "plb/pairs.csv", "--verdicts", "verdicts.csv"], ("--verdicts",)),
-        Case(["arena", "--train", "train.csv", "--judge-run", "runs/a"], ("--judge-run",)),
-        Case(["arena", "--train", "train.csv", "--judge-model", "runs/m"], ("--judge-model",)),
-        Case(["arena", "--train", "plb/pairs.csv", "--llm", "llama", "--prompts-per-comparison", "1"], ("--llm",)),
-        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
-        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
+        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--noise", "0.5", "--seed-models", "tiny", "mid-size", "--prompts-per-comparison", "3", "--set", "arena.coarse_prompts=2"], ("--train", "--grades", "--noise", "--seed-models", "--prompts-per-comparison")),
+        Case(["arena", "--train", "plb/pairs.csv", "--verdicts", "verdicts.csv", *ARENA_SMALL], ("--verdicts",)),
+        Case(["arena", "--train", "train.csv", "--judge-run", "runs/a", *ARENA_SMALL], ("--judge-run",)),
+        Case(["arena", "--train", "train.csv", "--judge-model", "runs/m", *ARENA_SMALL], ("--judge-model",)),
+        Case(["arena", "--train", "plb/pairs.csv", "--llm", "llama", "--prompts-per-comparison", "1", "--set", "arena.coarse_prompts=1"], ("--llm",)),
+        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--name", "named", *ARENA_SMALL], ("--name",), check=wrote("runs/named")),
+        Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--out", "else/where", *ARENA_SMALL], ("--out",), check=wrote("else/where")),
     ],
     "dissect": [
         Case(
-            ["dissect", "--train", "train.csv", "--properties", "headers", "bold", "--properties-table", "props.csv", "--ties", "half", "--judges", "runs/a", "--min-pairs", "2", "--scenario", "reasoning"],
-            ("--train", "--properties", "--properties-table", "--ties", "--judges", "--min-pairs", "--scenario"),
+            ["dissect", "--train", "train.csv", "--properties", "headers", "bold", "--properties-table", "props.csv", "--ties", "half", "--judges", "runs/a", "--min-pairs", "10"],
+            ("--train", "--properties", "--properties-table", "--ties", "--judges", "--min-pairs"),
         ),
+        Case(["dissect", "--train", "train.csv", "--scenario", "reasoning", "--min-pairs", "1000"], ("--scenario", "--min-pairs"), exit=2, refused_text="scenario 'reasoning'"),
         Case(["dissect", "--train", "train.csv", "--row", "100001", "--model", "runs/m"], ("--row", "--model")),
         Case(["dissect", "--train", "train.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
         Case(["dissect", "--train", "train.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),
@@ -352,7 +354,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "train-transformer": [
         Case(["train-transformer", "--config", "tiny.toml", "--train", "train2.csv", "--test", "test.csv", "--folds", "2", "--seed", "7", "--max-rows", "28", "--teacher", "runs/a", "--teacher-weight", "0.5", "--unlabeled", "unl.csv", "--out", "runs/tt"], ("--train", "--test", "--folds", "--seed", "--max-rows", "--teacher", "--teacher-weight", "--unlabeled", "--out")),
-        Case(["train-transformer", "--config", "tiny.toml", "--train", "train.csv", "--folds", "2", "--name", "named"], ("--name",), check=wrote("runs/named")),
+        Case(["train-transformer", "--config", "tiny.toml", "--train", "train.csv", "--test", "test.csv", "--folds", "2", "--name", "named"], ("--name",), check=wrote("runs/named")),
     ],
     "train-p2l": [
         Case(["train-p2l", "--train", "p2l/battles.csv", "--test", "p2l/test_pairs.csv", "--grades", "p2l/grades.csv", "--folds", "2", "--seed", "7", "--max-rows", "80", "--out", "runs/p2l", "P2L_SETS"], ("--train", "--test", "--grades", "--folds", "--seed", "--max-rows", "--out")),
