@@ -3,7 +3,7 @@
 The fold table (id, group, fold) of a data file and fold settings is written once under `fold_dir`,
 keyed by a hash of the rows' ids, groups and labels; every stage reads the same table, so a LightGBM
 run, a transformer run and the blender agree on which prompts each fold holds. The table is sealed
-(competition/sealed.py) and checked when read: a changed one is refused (runs made with it may disagree with a new
+(competition/rundir.py) and checked when read: a changed one is refused (runs made with it may disagree with a new
 one), an unsealed one (a kill before its seal) was never used and is made again.
 """
 
@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from competition.errors import InputError
-from competition.sealed import UNSEALED, check_sealed, seal_state, write_sealed
+from competition.rundir import UNSEALED, check_sealed, seal_state, write_sealed
 
 _SPACE = re.compile(r"\s+")
 FOLD_TABLE_COLUMNS = ("id", "group", "fold")

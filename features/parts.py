@@ -2,7 +2,7 @@
 answers to one prompt see all of them) and written as parquet parts, locally or as Ray tasks; read back in the
 file's row order.
 
-A part is `part-<k>.parquet` holding `id` and the feature columns of its block, sealed (competition/sealed.py) with
+A part is `part-<k>.parquet` holding `id` and the feature columns of its block, sealed (competition/rundir.py) with
 the fingerprint of the file's rows, groups and block size: a killed build resumes by building the parts that are not
 sealed for this fingerprint (missing, unsealed, changed or torn), and a reader checks every seal. `parts.json`
 (sealed too) names the groups, the block size and the fingerprint; parts of another file or settings are refused.
@@ -20,9 +20,20 @@ import numpy as np
 import pandas as pd
 
 from competition.errors import InputError
-from competition.rundir import RunKind
+from competition.rundir import (
+    ABSENT,
+    CHANGED,
+    FOREIGN,
+    SEALED,
+    UNSEALED,
+    WHY,
+    RunKind,
+    check_sealed,
+    discard,
+    seal_state,
+    write_sealed,
+)
 from competition.runs import read_run, run_file
-from competition.sealed import ABSENT, CHANGED, FOREIGN, SEALED, UNSEALED, WHY, check_sealed, discard, seal_state, write_sealed
 from features.registry import build_features
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import polars as pl
 from competition.config import require
 from competition.errors import InputError
 from competition.folds import prompt_groups
-from competition.sealed import ABSENT, SEALED, UNSEALED, WHY, seal_state, write_sealed
+from competition.rundir import ABSENT, SEALED, UNSEALED, WHY, seal_state, write_sealed
 from features import answer_score, author, consensus, lengths, markdown, model_names, nulls, overlap, refusal, style
 from features.text import text_frame
 
@@ -114,7 +114,7 @@ def build_features(frame: pd.DataFrame, groups: tuple[str, ...] | list[str], cac
     """Feature table (float64, one row per input row, in input order) for the named groups.
 
     With `cache_dir`, each group's columns are read from / written to parquet keyed by the data and the
-    group's version, so ablation and repeated CV skip the extraction; a cached file is sealed (competition/sealed.py)
+    group's version, so ablation and repeated CV skip the extraction; a cached file is sealed (competition/rundir.py)
     and one that does not match its seal is computed again.
     """
     selected = resolve_groups(groups)

@@ -3,7 +3,7 @@
 Items are packed rows (and, with swap averaging, their A/B-swapped twins). The plan is fixed by the
 inputs and the batching settings, not by the devices, so a rerun after a crash (even on other
 devices) finds the same shards on disk and scores only the missing ones. Every shard and the plan file are
-sealed with the plan's fingerprint (competition/sealed.py): a shard that is torn, changed or left by another plan
+sealed with the plan's fingerprint (competition/rundir.py): a shard that is torn, changed or left by another plan
 is scored again, and the merge reads only sealed shards.
 """
 
@@ -24,7 +24,7 @@ import pandas as pd
 from competition.errors import InputError
 from competition.labels import LABEL_COLUMNS, swap_probabilities
 from competition.predictions import load_predictions, probabilities_for
-from competition.sealed import ABSENT, SEALED, UNSEALED, WHY, check_sealed, discard, seal_state, write_sealed
+from competition.rundir import ABSENT, SEALED, UNSEALED, WHY, check_sealed, discard, seal_state, write_sealed
 from inference import gpu_plan
 from inference.backends import open_backend
 from inference.batching import balance_by_tokens, group_shards, padded_tokens, padding_efficiency

@@ -33,7 +33,7 @@ import numpy as np
 from competition.errors import InputError
 from competition.labels import as_probabilities
 from competition.predictions import prediction_frame
-from competition.sealed import write_sealed
+from competition.rundir import write_sealed
 from inference.backends import Backend, pins_visible_device, visible_device_for
 from models.transformer.batches import OomBackoff, padded_size, score_with_backoff
 
@@ -55,7 +55,7 @@ class ShardJob:
     ids: np.ndarray  # row id per item, items in batch order
     swapped: np.ndarray
     deadline: float | None = None  # wall clock (time.time()) after which the shard is left for a rerun
-    made_for: str = ""  # the plan's fingerprint: the shard is sealed for it (competition/sealed.py)
+    made_for: str = ""  # the plan's fingerprint: the shard is sealed for it (competition/rundir.py)
 
     @property
     def rows(self) -> int:

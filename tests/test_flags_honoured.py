@@ -328,8 +328,9 @@ CASES: dict[str, list[Case]] = {
     ],
     "arena": [
         Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--noise", "0.5", "--seed-models", "tiny", "mid-size", "--prompts-per-comparison", "3", "--set", "arena.coarse_prompts=2"], ("--train", "--grades", "--noise", "--seed-models", "--prompts-per-comparison")),
-        Case(["arena", "--train", "plb/pairs.csv", "--verdicts", "verdicts.csv", *ARENA_SMALL], ("--verdicts",)),
-        Case(["arena", "--train", "train.csv", "--judge-run", "runs/a", *ARENA_SMALL], ("--judge-run",)),
+        # Recorded verdicts and a run's predictions judge only the pairs the files hold: refused, naming that judge.
+        Case(["arena", "--train", "plb/pairs.csv", "--verdicts", "verdicts.csv", *ARENA_SMALL], ("--verdicts",), exit=2, refused_text="judge 'verdicts.csv'"),
+        Case(["arena", "--train", "train.csv", "--judge-run", "runs/a", *ARENA_SMALL], ("--judge-run",), exit=2, refused_text="judge 'a'"),
         Case(["arena", "--train", "train.csv", "--judge-model", "runs/m", *ARENA_SMALL], ("--judge-model",)),
         Case(["arena", "--train", "plb/pairs.csv", "--llm", "llama", "--prompts-per-comparison", "1", "--set", "arena.coarse_prompts=1"], ("--llm",)),
         Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--name", "named", *ARENA_SMALL], ("--name",), check=wrote("runs/named")),

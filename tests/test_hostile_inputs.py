@@ -1017,7 +1017,7 @@ def _rewrite_parquet(path: Path, change) -> None:
 
 def damage_readback(kind: str, root: Path) -> list[str]:
     """Damages what the command reads back from an earlier run; returns its command line."""
-    from competition.sealed import seal
+    from competition.rundir import seal
 
     feat, part = root / "runs/feat", root / "runs/feat/parts/part-00000.parquet"
     cv_from_table = ["cv", *QUICK, "--train", "train.csv", "--test", "", "--folds", "3", "--features-table", "runs/feat"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from competition.sealed import SEALED, seal_state
+from competition.rundir import SEALED, seal_state
 from tests.conftest import make_arena_frame
 from tests.test_inference_engine import MAX_LENGTH, make_frame, model_dir, write_arena_csv  # noqa: F401
 

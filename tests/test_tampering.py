@@ -15,8 +15,19 @@ import pytest
 from competition.crossfit import FoldStore, cross_fit
 from competition.errors import InputError
 from competition.folds import assign_folds
-from competition.rundir import read_manifest, write_manifest
-from competition.sealed import ABSENT, CHANGED, FOREIGN, SEALED, UNSEALED, check_sealed, seal_path, seal_state, write_sealed
+from competition.rundir import (
+    ABSENT,
+    CHANGED,
+    FOREIGN,
+    SEALED,
+    UNSEALED,
+    check_sealed,
+    read_manifest,
+    seal_path,
+    seal_state,
+    write_manifest,
+    write_sealed,
+)
 from data.labelled import load_unlabelled
 from features.parts import build_parts, read_parts
 from features.registry import build_features, computed

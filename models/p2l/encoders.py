@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.sealed import ABSENT, SEALED, UNSEALED, WHY, seal_state, write_sealed
+from competition.rundir import ABSENT, SEALED, UNSEALED, WHY, seal_state, write_sealed
 from models.p2l.settings import EncoderConfig
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from competition.errors import InputError
 from competition.labels import one_hot, swap_probabilities
-from competition.sealed import ABSENT, SEALED, WHY, seal_state, write_sealed
+from competition.rundir import ABSENT, SEALED, WHY, seal_state, write_sealed
 from models.backbone import load_classifier, load_trainable_state, trainable_in_float32, trainable_state, with_lora
 from models.transformer.batches import autocast
 from models.transformer.distributed import barrier, current_ranks, gather_objects, mean_over_ranks
