@@ -34,7 +34,7 @@ from competition.metric import score_report
 from competition.rundir import RunKind
 from competition.runs import read_run, run_facts, run_file
 from models.bradley_terry import ELO_PER_LOGIT, BradleyTerry, three_way
-from models.p2l.estimator import P2LPreference
+from models.p2l.estimator import P2LPreference, unique_prompts
 from models.registry import load_model
 
 # files a cv run of the p2l family adds (stages/families.py writes them; this module reads them)

@@ -374,14 +374,19 @@ def field_of(command: str, flag: str) -> str | None:
     return next(f.field for f in module.FLAGS[command] if f.name == flag)
 
 
-# Not covered yet: `submit` and `bundle` came with issue 22 after these cases were written; their runs need fitted
-# models of a blend (and a transformer fold model for the scoring flags). Listed, so a new command is not missed.
-NO_CASES_YET = {"submit", "bundle"}
+# Not covered yet, named one by one so nothing else slips past: `submit` and `bundle` (issue 22) need fitted models
+# of a blend and a transformer fold model for their scoring flags; arena's vote-replay flags (issue 25) came after
+# these cases were written.
+NO_CASES_YET = {
+    "submit": set(),  # every flag
+    "bundle": set(),
+    "arena": {"--crowd", "--budget", "--votes", "--style", "--per-judge-search"},
+}
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in NO_CASES_YET])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if NO_CASES_YET.get(c) != set()])
 def test_every_flag_of_every_command_has_a_case(command):
-    covered = {flag for case in CASES.get(command, []) for flag in case.flags} | GENERIC
+    covered = {flag for case in CASES.get(command, []) for flag in case.flags} | GENERIC | NO_CASES_YET.get(command, set())
     assert declared(command) - covered == set(), f"{command}: flags without evidence that the command honours them"
 
 
