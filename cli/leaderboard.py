@@ -71,6 +71,8 @@ def run_prompt(args: argparse.Namespace) -> int:
     cfg = config_from_args(PromptLeaderboardConfig, args, FLAGS["prompt-leaderboard"])
     if cfg.p2l.prompts and not cfg.p2l.run:
         raise InputError("--prompts needs --p2l: an aggregate leaderboard over a file of prompts comes from a P2L run")
+    if getattr(args, FOLDS.dest, None) is not None and not cfg.evaluate and not cfg.p2l.run:
+        raise InputError("--folds is read only with --evaluate (the out-of-fold measure): add --evaluate or leave it out")
     if cfg.p2l.run:
         from stages.prompt_leaderboard import run_p2l_leaderboard
 

@@ -132,3 +132,15 @@ def test_names_only_estimator_saves_and_loads(cfg, tmp_path):
     assert np.allclose(again.predict_proba(frame), model.predict_proba(frame))
     unseen = frame.head(2).assign(model_a="never-seen")
     assert np.allclose(model.predict_proba(unseen)[:, 0], model.predict_proba(unseen)[:, 1])
+
+
+def test_folds_without_evaluate_is_refused_not_ignored(tmp_path, capsys):
+    """Without --evaluate nothing is cross-fitted, so a --folds given there would be silently unread."""
+    from cli import main as cli_main
+
+    pairs_csv(tmp_path)
+    argv = ["prompt-leaderboard", "--train", str(tmp_path / "pairs.csv"), "--prompt-id", "q1", "--out", str(tmp_path / "pl")]
+    assert cli_main([*argv, "--folds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--folds is read only with --evaluate" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "pl").exists()
