@@ -57,9 +57,12 @@ def run_infer(cfg: InferenceConfig, factory: BackendFactory | None = None, fresh
     cfg = replace(cfg, model=replace(cfg.model, max_length=cfg.model.resolved_max_length()))  # saved as resolved
     check_backend(cfg.backend_spec(), parse_devices(cfg.workers.devices, local=cfg.workers.engine == "local"))
     if cfg.workers.engine == "ray":
-        from competition.cluster import connect
+        from competition.cluster import ray_module, reachable
 
-        connect(cfg.workers.ray_address, 1)  # an unreachable cluster is refused before anything is written
+        # ray missing or an unreachable cluster is refused before anything is written; connecting here instead would
+        # start a local Ray with one CPU, which the workers' own connect then reuses: a second CPU actor waits forever
+        ray_module()
+        reachable(cfg.workers.ray_address)
     frame = load_arena_csv(cfg.data.test)
     tokenizer = load_tokenizer(tokenizer_dir(cfg.model.path, cfg.model.base_models))
     run_dir = cfg.run_dir

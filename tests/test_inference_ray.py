@@ -20,6 +20,8 @@ ray = pytest.importorskip("ray", reason="the ray engine needs ray (requirements.
 def local_ray():
     from competition.cluster import connect
 
+    if ray.is_initialized():  # an earlier in-process command may have started Ray with fewer CPUs: two actors need two
+        ray.shutdown()
     connect("", 2)
     yield
     ray.shutdown()
