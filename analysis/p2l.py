@@ -30,10 +30,10 @@ from scipy.stats import t as student_t
 from analysis.leaderboard.prompt import names_only_out_of_fold, per_prompt_rank_agreement
 from competition.crossfit import MODEL_DIR
 from competition.errors import InputError
-from competition.metric import score_report
+from competition.metric import log_loss, score_report
 from competition.rundir import RunKind
 from competition.runs import read_run, run_facts, run_file
-from models.bradley_terry import ELO_PER_LOGIT, BradleyTerry, three_way
+from models.bradley_terry import ELO_PER_LOGIT, BradleyTerry, aggregate, three_way
 from models.p2l.estimator import P2LPreference, unique_prompts
 from models.registry import load_model
 
@@ -156,15 +156,20 @@ def prompt_leaderboard(fitted: FittedP2L, turns: list[str | None], models: list[
     return table, wins[np.ix_(order, order)]
 
 
-def aggregate_ratings(theta: np.ndarray, tie: np.ndarray, tie_model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ratings fitted to the prompt-averaged three-way matrix, averaged three-way matrix) of one fold model."""
+def _aggregate_fit(theta: np.ndarray, tie: np.ndarray, tie_model: str) -> tuple[BradleyTerry, np.ndarray]:
+    """(Bradley-Terry fit, prompt-averaged (M, M, 3) matrix) for per-prompt coefficients `theta` (prompts, M)."""
     m = theta.shape[1]
     mean_pairs = np.mean([pair_probabilities(t, float(s), tie_model) for t, s in zip(theta, tie, strict=True)], axis=0)
     i, j = np.array(list(combinations(range(m), 2))).T
     a, b = np.concatenate([i, i, i]), np.concatenate([j, j, j])
-    outcome = np.repeat([1.0, 0.0, 0.5], len(i))
     weight = np.concatenate([mean_pairs[i, j, 0], mean_pairs[i, j, 1], mean_pairs[i, j, 2]])
-    return BradleyTerry(m, tie_model).fit(a, b, outcome, weight).ratings_, mean_pairs
+    return BradleyTerry(m, tie_model).fit(a, b, np.repeat([1.0, 0.0, 0.5], len(i)), weight), mean_pairs
+
+
+def aggregate_ratings(theta: np.ndarray, tie: np.ndarray, tie_model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ratings fitted to the prompt-averaged three-way matrix, averaged three-way matrix) of one fold model."""
+    fit, mean_pairs = _aggregate_fit(theta, tie, tie_model)
+    return fit.ratings_, mean_pairs
 
 
 def aggregate_leaderboard(fitted: FittedP2L, prompts: list[list[str | None]], models: list[str], level: float):
@@ -181,18 +186,20 @@ def aggregate_leaderboard(fitted: FittedP2L, prompts: list[list[str | None]], mo
     return table, win_matrix(mean_pairs)[np.ix_(order, order)]
 
 
-def field_win_rates(theta: np.ndarray, tie: np.ndarray, tie_model: str) -> np.ndarray:
-    """(prompts, models): each model's expected win rate (ties half) against an opponent drawn uniformly from the
-    others: the utility P2L's router maximises under a cost constraint."""
+def field_win_rates(theta: np.ndarray, tie: np.ndarray, tie_model: str, opponent: np.ndarray | None = None) -> np.ndarray:
+    """(prompts, models): each model's expected win rate (ties half) against an opponent drawn from `opponent`
+    (weights over the same models; a model may meet itself at 0.5), or, without weights, uniformly from the
+    others: the utility P2L's router maximises under a cost constraint (P2L uses the arena's sampling weights)."""
     rates = np.zeros_like(theta)
     for row, (t, s) in enumerate(zip(theta, tie, strict=True)):
         wins = win_matrix(pair_probabilities(t, float(s), tie_model))
-        rates[row] = (wins.sum(axis=1) - 0.5) / max(1, len(t) - 1)
+        rates[row] = (wins.sum(axis=1) - 0.5) / max(1, len(t) - 1) if opponent is None else wins @ (opponent / opponent.sum())
     return rates
 
 
-def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str]) -> np.ndarray:
-    """(prompts, models) win rates against the field of `models`, from each prompt's held-out coefficients."""
+def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str], opponent: np.ndarray | None = None) -> np.ndarray:
+    """(prompts, models) win rates against the field of `models` (or the `opponent` weights over them), from each
+    prompt's held-out coefficients."""
     table = out_of_fold_table(run_dir)
     coefficients = table.pivot_table(index="group", columns="model", values="coefficient")
     ties = table.drop_duplicates("group").set_index("group")["tie"]
@@ -209,7 +216,7 @@ def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str]) -> np.nda
     if np.isnan(theta).any():
         raise InputError("some held-out coefficients are missing (a fold model never saw one of the models)", run_dir)
     tie_model = load_p2l_run(run_dir).tie_model
-    return field_win_rates(theta, ties.loc[wanted].to_numpy(dtype=np.float64), tie_model)
+    return field_win_rates(theta, ties.loc[wanted].to_numpy(dtype=np.float64), tie_model, opponent)
 
 
 def new_prompt_win_rates(run_dir: str, prompts: list[list[str | None]], models: list[str]) -> np.ndarray:
@@ -256,3 +263,54 @@ def p2l_figures(frame: pd.DataFrame, oof: np.ndarray, coefficients: pd.DataFrame
         out["p2l"]["coefficients_vs_grades"] = coefficient_agreement(coefficients, grades)
         out["names_only_bradley_terry"]["per_prompt_leaderboard"] = per_prompt_rank_agreement(frame, names_only, grades)
     return out
+
+
+def held_out_category_boards(
+    run_dir: str | Path, frame: pd.DataFrame, category_of_group: dict[str, str], min_prompts: int = 10
+) -> pd.DataFrame:
+    """Per category of prompts: P2L's aggregate leaderboard over the category's prompts, from each prompt's held-out
+    coefficients, against that category's own Bradley-Terry fitted on its battles (the battles no coefficient saw).
+
+    Beside it, the same aggregation of the global leaderboard each prompt's fold was trained with (names only, the
+    fold's other prompts): the leaderboard one would use without P2L. Both are scored by Spearman with the
+    category's ratings and by log loss on the category's battles (the category's own fit is the in-sample floor)."""
+    table = out_of_fold_table(run_dir)
+    tie_model = load_p2l_run(run_dir).tie_model
+    models = sorted(table["model"].unique())
+    index = {m: k for k, m in enumerate(models)}
+    coefficients = table.pivot_table(index="group", columns="model", values="coefficient")[models]
+    per_group = table.drop_duplicates("group").set_index("group")[["fold", "tie"]]
+    groups = frame["group"].astype(str).to_numpy()
+    a, b = frame["model_a"].map(index).to_numpy(), frame["model_b"].map(index).to_numpy()
+    outcome = np.array([1.0, 0.0, 0.5])[frame["label"].to_numpy()]
+    label = frame["label"].to_numpy()
+    fold_of_row = per_group["fold"].reindex(groups).to_numpy()
+    global_fits = {
+        int(f): BradleyTerry(len(models), tie_model).fit(
+            *aggregate(a[fold_of_row != f], b[fold_of_row != f], outcome[fold_of_row != f])
+        )
+        for f in np.unique(per_group["fold"])
+    }
+    rows = []
+    for name in sorted(set(category_of_group.values())):
+        members = sorted(g for g, c in category_of_group.items() if c == name and g in coefficients.index)
+        battles = np.isin(groups, members)
+        if len(members) < min_prompts or len(np.unique(np.concatenate([a[battles], b[battles]]))) < len(models):
+            continue
+        own = BradleyTerry(len(models), tie_model).fit(*aggregate(a[battles], b[battles], outcome[battles]))
+        p2l, _ = _aggregate_fit(
+            coefficients.loc[members].to_numpy(dtype=np.float64), per_group.loc[members, "tie"].to_numpy(), tie_model
+        )
+        folds = per_group.loc[members, "fold"].astype(int).to_numpy()
+        global_board, _ = _aggregate_fit(
+            np.stack([global_fits[f].ratings_ for f in folds]), np.log([global_fits[f].tie_param_ for f in folds]), tie_model
+        )
+        row = {"category": name, "prompts": len(members), "battles": int(battles.sum())}
+        for key, fit in (("p2l_aggregate", p2l), ("global_leaderboard", global_board), ("category_in_sample", own)):
+            row[f"{key}_log_loss"] = log_loss(label[battles], fit.predict_proba(a[battles], b[battles]))
+            if key != "category_in_sample":
+                row[f"{key}_spearman"] = float(spearmanr(fit.ratings_, own.ratings_).statistic)
+        mean_coefficient = coefficients.loc[members].to_numpy(dtype=np.float64).mean(axis=0)
+        row["mean_coefficient_spearman"] = float(spearmanr(mean_coefficient, own.ratings_).statistic)
+        rows.append(row)
+    return pd.DataFrame(rows)

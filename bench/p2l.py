@@ -1,11 +1,13 @@
 """P2L figures, printed as JSON.
 
-python bench/p2l.py figures [--run runs/p2l/minilm] [--names runs/exp/names]
+python bench/p2l.py figures [--run runs/p2l/minilm] [--names runs/exp/names | --names ""]
     From a finished train-p2l run (python -m competition train-p2l --config configs/p2l/minilm.toml): its
-    out-of-fold log loss and per-prompt Spearman beside the names-only Bradley-Terry, the blend with a
+    out-of-fold log loss and per-prompt Spearman beside the names-only Bradley-Terry, the blend (skipped with --names "") with a
     names-aware LightGBM cv run on the same fold table (weights cross-fitted by fold), and routing on
-    arena-bench-pairs grades at half the best model's cost: P2L's router beside the ridge router with
-    registry prompt features and with MiniLM added, at several budgets.
+    arena-bench-pairs grades at several budgets (half the best model's cost among them): P2L's batch router and
+    P2L's own per-query LP router (randomized; opponents uniform, or the best model only) beside the ridge router
+    with registry prompt features and with MiniLM added. Per prompt category, P2L's aggregate leaderboard of the
+    held-out prompts against the category's Bradley-Terry on its battles, beside the global leaderboard.
 python bench/p2l.py coverage [--worlds 10]
     Coverage of the 95 % intervals for new prompts in simulation (analysis/p2l_coverage.py): the fold jackknife
     with Student's t at F - 1 degrees of freedom (what prompt-leaderboard reports) beside the normal z = 1.96.
@@ -45,21 +47,28 @@ def figures(run: str, names: str) -> dict:
 
     summary = json.loads((Path(run) / "p2l_summary.json").read_text(encoding="utf-8"))
     out: dict = {"train_p2l": summary}
-    runs = load_runs([names, run])
-    folds = honest_blend_folds(runs.y, runs.folds, runs.groups)
-    out["blend"] = {name: score_report(runs.y, p)["log_loss"] for name, p in zip(runs.names, runs.oof, strict=True)}
-    out["blend"]["blend_weights_cross_fitted_by_fold"] = score_report(runs.y, cross_fitted_blend(runs.oof, runs.y, folds, False))[
-        "log_loss"
-    ]
+    if names:  # the blend needs a names-aware LightGBM cv run on the same fold table
+        runs = load_runs([names, run])
+        folds = honest_blend_folds(runs.y, runs.folds, runs.groups)
+        out["blend"] = {name: score_report(runs.y, p)["log_loss"] for name, p in zip(runs.names, runs.oof, strict=True)}
+        out["blend"]["blend_weights_cross_fitted_by_fold"] = score_report(
+            runs.y, cross_fitted_blend(runs.oof, runs.y, folds, False)
+        )["log_loss"]
+    out["categories_held_out"] = category_boards(run)
     out["routing"] = []
     for config in ("configs/routing/bench.toml", "configs/routing/bench_embed.toml"):
         cfg = load_config(RoutingConfig, config)
         data = load_graded(cfg)
         X = prompt_features(data.prompts, cfg.quality.embed)
         p2l = {"p2l_router": out_of_fold_win_rates(run, data.ids, data.models)}
+        best = np.nanmean(data.grades, axis=0).argmax()
+        lp = {
+            "p2l_lp_router": out_of_fold_win_rates(run, data.ids, data.models),
+            "p2l_lp_router_vs_best": out_of_fold_win_rates(run, data.ids, data.models, np.eye(len(data.models))[best]),
+        }
         for share in SHARES:
             at = replace(cfg, router=RouterConfig(**{**cfg.router.__dict__, "budget_share_of_best": share}))
-            _, s, _ = evaluate_routing(data, X, at, p2l)
+            _, s, _ = evaluate_routing(data, X, at, p2l, lp)
             out["routing"].append(
                 {
                     "config": config,
@@ -67,13 +76,33 @@ def figures(run: str, names: str) -> dict:
                     "budget": s["budget_per_prompt"],
                     "ridge_router_share": s["router_share_of_oracle_gain_at_budget"],
                     "p2l_router_share": s["p2l_router_share_of_oracle_gain_at_budget"],
+                    "p2l_lp_router_share": s["p2l_lp_router_share_of_oracle_gain_at_budget"],
+                    "p2l_lp_router_vs_best_share": s["p2l_lp_router_vs_best_share_of_oracle_gain_at_budget"],
+                    "p2l_lp_router_share_of_per_query_oracle": s["p2l_lp_router_share_of_per_query_oracle_gain_at_budget"],
                     "means_only_share": s["means_only_share_of_oracle_gain_at_budget"],
                     "ridge_router_grade": s["router_at_budget"]["mean_grade"],
                     "p2l_router_grade": s["p2l_router_at_budget"]["mean_grade"],
+                    "p2l_lp_router_grade": s["p2l_lp_router_at_budget"]["mean_grade"],
+                    "p2l_lp_router_one_draw": s["p2l_lp_router_drawn_at_budget"],
                     "oracle_grade": s["oracle_at_budget"]["mean_grade"],
+                    "oracle_per_query": s["oracle_per_query_at_budget"],
                 }
             )
     return out
+
+
+def category_boards(run: str, data: str = "../shared/data/arena-bench-pairs/train.csv") -> list[dict]:
+    """Per prompt category (analysis/dissection/scenarios.py's keyword rules): P2L's aggregate leaderboard over the
+    category's held-out prompts against the category's Bradley-Terry on its battles (analysis/p2l.py)."""
+    from analysis.dissection.scenarios import scenarios
+    from analysis.p2l import held_out_category_boards
+    from competition.folds import prompt_groups
+    from data.loader import load_arena_csv
+
+    frame = load_arena_csv(data, require_labels=True)
+    frame["group"] = prompt_groups(frame).astype(str).to_numpy()
+    category_of_group = dict(zip(frame["group"], scenarios(frame["prompt"]), strict=True))
+    return held_out_category_boards(run, frame, category_of_group).to_dict(orient="records")
 
 
 def gpu_check(model_dir: str, steps: int) -> dict:

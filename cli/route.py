@@ -15,7 +15,9 @@ BUDGET = Flag("--budget", "router.budget", "mean cost per prompt (default: half 
 LAM = Flag("--lam", "router.lam", "route --test prompts by quality − lam·cost instead of a budget", type=float)
 MODELS = Flag("--models", "router.models", "candidate models (default: every model in the data)", nargs="+")
 COSTS = Flag("--costs", "router.costs_file", "TOML table: model = cost per request")
-P2L = Flag("--p2l", "p2l", "a train-p2l run: also route by P2L's held-out win rates (P2L's cost-constrained router)")
+P2L = Flag(
+    "--p2l", "p2l", "a train-p2l run: also route by P2L's held-out win rates, under the batch budget and by P2L's per-query LP"
+)
 FLAGS = {"route": (CONFIG, PROMPTS, GRADES, TEST, OUT, NAME, BUDGET, LAM, MODELS, COSTS, P2L, FOLDS, SEED, SET)}
 
 
@@ -33,7 +35,13 @@ def main(args: argparse.Namespace) -> int:
         ("model means only, at budget", s["means_only_at_budget"]),
         ("router at budget", s["router_at_budget"]),
         *([("P2L router at budget", s["p2l_router_at_budget"])] if "p2l_router_at_budget" in s else []),
+        *(
+            [("P2L LP router, per-query limit (expected)", s["p2l_lp_router_at_budget"])]
+            if "p2l_lp_router_at_budget" in s
+            else []
+        ),
         ("oracle at budget", s["oracle_at_budget"]),
+        *([("oracle, per-query limit", s["oracle_per_query_at_budget"])] if "oracle_per_query_at_budget" in s else []),
         ("oracle, no budget", s["oracle_unconstrained"]),
     ]
     table = pd.DataFrame(
@@ -52,6 +60,11 @@ def main(args: argparse.Namespace) -> int:
     )
     if "p2l_router_share_of_oracle_gain_at_budget" in s:
         console.print(f"P2L router's share of that gain: {s['p2l_router_share_of_oracle_gain_at_budget']:.3f}")
+    if s.get("p2l_lp_router_share_of_oracle_gain_at_budget") is not None:
+        console.print(
+            f"P2L LP router (randomized, per-query cost limit): {s['p2l_lp_router_share_of_oracle_gain_at_budget']:.3f} of that"
+            f" gain, {s['p2l_lp_router_share_of_per_query_oracle_gain_at_budget']:.3f} of the per-query oracle's"
+        )
     if result["routed"] is not None:
         console.print(result["routed"]["model"].value_counts().to_string())
     console.print(f"wrote {s['run_dir']}")

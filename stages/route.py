@@ -21,6 +21,7 @@ from analysis.routing.plots import plot_curve
 from analysis.routing.quality import prompt_features
 from analysis.routing.router import route_budget, route_lambda
 from analysis.routing.settings import RoutingConfig
+from competition.errors import InputError
 from competition.rundir import check_run, run_unit
 from data.tables import read_prompts
 
@@ -38,6 +39,19 @@ def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> n
     return np.array(data.models)[route_budget(quality, costs, budget)]
 
 
+def opponent_weights(cfg: RoutingConfig, models: list[str]) -> np.ndarray | None:
+    """The LP router's opponent weights over the candidates (router.opponent), None for uniform."""
+    if not cfg.router.opponent:
+        return None
+    unknown = [m for m in cfg.router.opponent if m not in models]
+    if unknown:
+        raise InputError(f"router.opponent: model {unknown[0]!r} is not a candidate (known: {', '.join(models)})")
+    weights = np.array([cfg.router.opponent.get(m, 0.0) for m in models], dtype=np.float64)
+    if weights.sum() <= 0:
+        raise InputError("router.opponent: the candidates' weights are all zero")
+    return weights
+
+
 def run_route(cfg: RoutingConfig, write: bool = True) -> dict:
     """Out-of-fold routing figures (and routed test prompts); with `write`, the run directory as one unit."""
     if write:
@@ -47,12 +61,14 @@ def run_route(cfg: RoutingConfig, write: bool = True) -> dict:
     cost_vector(data.models, table, cfg.router.costs_file)
     test = read_prompts(cfg.data.test) if cfg.data.test else None
     X = prompt_features(data.prompts, cfg.quality.embed)
-    other_routers = {}
+    opponent = opponent_weights(cfg, data.models)
+    other_routers, per_query_routers = {}, {}
     if cfg.p2l:
         from analysis.p2l import out_of_fold_win_rates
 
         other_routers["p2l_router"] = out_of_fold_win_rates(cfg.p2l, data.ids, data.models)
-    curve, summary, decisions = evaluate_routing(data, X, cfg, other_routers)
+        per_query_routers["p2l_lp_router"] = out_of_fold_win_rates(cfg.p2l, data.ids, data.models, opponent)
+    curve, summary, decisions = evaluate_routing(data, X, cfg, other_routers, per_query_routers)
     routed = route_new_prompts(data, X, test, cfg) if test is not None else None
     if routed is not None and cfg.p2l:
         routed["p2l_model"] = p2l_routes(data, test, cfg)

@@ -126,9 +126,51 @@ def test_route_puts_the_p2l_router_beside_the_ridge_router(root):
     summary = json.loads((root / "route" / "summary.json").read_text())
     p2l = summary["p2l_router_at_budget"]
     assert p2l["mean_cost"] <= 2.5 + 1e-9 and summary["p2l_router_share_of_oracle_gain_at_budget"] > 0.5
-    assert "p2l_router" in set(pd.read_csv(root / "route" / "curve.csv")["policy"])
+    assert {"p2l_router", "p2l_lp_router", "oracle_per_query"} <= set(pd.read_csv(root / "route" / "curve.csv")["policy"])
     routed = pd.read_csv(root / "route" / "routed.csv")
     assert set(routed["p2l_model"]) <= {"coder", "poet", "steady", "weak"}
+    # P2L's own router: each prompt's expected cost within the limit, no better than the per-query oracle
+    lp = summary["p2l_lp_router_at_budget"]
+    decisions = pd.read_csv(root / "route" / "decisions.csv")
+    assert lp["mean_cost"] <= 2.5 + 1e-9 and decisions["p2l_lp_router_probability"].between(0, 1).all()
+    assert 0.5 < summary["p2l_lp_router_share_of_per_query_oracle_gain_at_budget"] <= 1 + 1e-9
+
+
+def route_argv(root: Path, out: str, *extra: str) -> list[str]:
+    argv = ["route", "--train", str(root / "battles.csv"), "--grades", str(root / "grades.csv")]
+    argv += ["--costs", str(root / "costs.toml"), "--p2l", str(root / "runs" / "p2l"), "--folds", "3", "--budget", "2.5"]
+    return [*argv, "--out", str(root / out), "--set", f"cv.fold_dir={str(root / 'folds')!r}", *extra]
+
+
+def test_the_lp_routers_opponent_distribution_changes_its_policy(root, capsys):
+    assert main(route_argv(root, "route_uniform")) == 0
+    assert main(route_argv(root, "route_vs_weak", "--set", "router.opponent={weak = 1.0}")) == 0
+    uniform = pd.read_csv(root / "route_uniform" / "decisions.csv")["p2l_lp_router_probability"]
+    vs_weak = pd.read_csv(root / "route_vs_weak" / "decisions.csv")["p2l_lp_router_probability"]
+    assert not np.allclose(uniform, vs_weak)
+    capsys.readouterr()
+    assert main(route_argv(root, "route_bad", "--set", "router.opponent={nobody = 1.0}")) == 2
+    assert "router.opponent: model 'nobody' is not a candidate" in capsys.readouterr().err
+    assert not (root / "route_bad").exists()
+
+
+def test_a_categorys_aggregate_leaderboard_tracks_its_own_bradley_terry_better_than_the_global_one(root):
+    """Code prompts favour the coder, poems the poet: the global leaderboard ranks them alike; P2L's aggregate of
+    each category's held-out prompts should rank them as the category's own battles do."""
+    from analysis.p2l import held_out_category_boards
+    from competition.folds import prompt_groups
+    from data.loader import load_arena_csv
+
+    frame = load_arena_csv(root / "battles.csv", require_labels=True)
+    frame["group"] = prompt_groups(frame).astype(str).to_numpy()
+    category_of_group = {
+        g: ("code" if "Python" in t[0] else "poem") for g, t in zip(frame["group"], frame["prompt"], strict=True)
+    }
+    boards = held_out_category_boards(root / "runs" / "p2l", frame, category_of_group).set_index("category")
+    assert list(boards.index) == ["code", "poem"] and (boards["prompts"] == 12).all()
+    assert (boards["p2l_aggregate_spearman"] > boards["global_leaderboard_spearman"]).all()
+    assert (boards["p2l_aggregate_log_loss"] < boards["global_leaderboard_log_loss"]).all()
+    assert (boards["category_in_sample_log_loss"] <= boards["p2l_aggregate_log_loss"] + 1e-9).all()
 
 
 def test_every_train_p2l_flag_sets_its_config_field():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.routing.router import mean_cost, route_budget, route_lambda
+from analysis.routing.router import draw_from_policy, mean_cost, route_budget, route_lambda, route_per_query
 from cli import main as cli_main
 from competition.config import load_config
 from competition.errors import InputError
@@ -235,3 +235,51 @@ def test_quality_folds_come_from_the_fold_table(tmp_path):
     folds = prompt_folds(data, cfg)
     assert np.array_equal(folds, fold_table(data.ids, data.ids, None, 5, 42, None)["fold"].to_numpy())
     assert np.array_equal(folds, assign_folds(None, pd.Series(data.ids), 5, 42))
+
+
+# -- P2L's per-query LP router
+
+
+def best_mixture_by_enumeration(utility: np.ndarray, costs: np.ndarray, limit: float) -> float:
+    """The LP's optimum found another way: the best single model within the limit, or the best mix of two models
+    (one under, one over the limit) whose expected cost is exactly the limit."""
+    best = max(u for u, c in zip(utility, costs, strict=True) if c <= limit + 1e-12)
+    for i, j in itertools.permutations(range(len(costs)), 2):
+        if costs[i] < limit < costs[j]:
+            share_j = (limit - costs[i]) / (costs[j] - costs[i])
+            best = max(best, (1 - share_j) * utility[i] + share_j * utility[j])
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_per_query_lp_reaches_the_best_two_model_mixture_within_each_prompts_limit(seed):
+    rng = np.random.default_rng(seed)
+    utility = rng.random((25, len(COSTS)))
+    for limit in (0.2, 1.0, 2.0, 17.0, 45.0, 80.0):
+        policy = route_per_query(utility, COSTS, limit)
+        assert np.allclose(policy.sum(axis=1), 1.0) and (policy >= 0).all()
+        assert (policy @ COSTS <= limit + 1e-7).all()
+        expected = [best_mixture_by_enumeration(u, COSTS, limit) for u in utility]
+        assert np.allclose((policy * utility).sum(axis=1), expected, atol=1e-7)
+        assert ((policy > 1e-9).sum(axis=1) <= 2).all()  # one cost constraint: at most two models in the mix
+
+
+def test_the_per_query_router_spends_nothing_on_a_model_that_is_no_better():
+    utility = np.array([[0.7, 0.7, 0.7, 0.7, 0.7], [0.1, 0.9, 0.9, 0.9, 0.9], [0.3, 0.3, 0.3, 0.8, 0.8]])
+    policy = route_per_query(utility, COSTS, 45.0)
+    assert np.allclose(policy[0], [1, 0, 0, 0, 0]) and np.isclose(policy[1] @ COSTS, 2.0)
+    assert np.allclose(policy[2], [0, 0, 0, 1, 0])  # the 60-unit model is no better than the 30-unit one
+
+
+def test_the_per_query_router_never_picks_a_model_without_an_answer_and_falls_back_to_the_cheapest_answering_one():
+    utility = np.array([[0.1, 0.2, 0.3, 0.9, 1.0], [0.5, 0.1, 0.1, 0.9, 0.9]])
+    available = np.array([[False, True, True, True, False], [True, True, True, True, True]])
+    policy = route_per_query(utility, COSTS, 1.0, available)
+    assert policy[0, ~available[0]].max() == 0.0 and np.isclose(policy[0, 1] + policy[0, 2], 1.0)  # 2.0 > limit: cheapest
+    assert np.isclose(policy[1] @ COSTS, 1.0) and policy[1, 0] > 0.95  # a sliver of the 0.9 model fits the limit
+
+
+def test_draws_follow_the_policy():
+    policy = np.tile([0.0, 0.25, 0.0, 0.75, 0.0], (40_000, 1))
+    drawn = draw_from_policy(policy, np.random.default_rng(0))
+    assert set(np.unique(drawn)) == {1, 3} and abs(np.mean(drawn == 3) - 0.75) < 0.01

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.routing.per_query import decision_columns, per_query_figures
 from analysis.routing.quality import PromptQuality, prompt_features
 from analysis.routing.router import mean_cost, route_budget, route_lambda
 from analysis.routing.settings import RoutingConfig
@@ -172,12 +173,18 @@ def prompt_folds(data: GradedPrompts, cfg: RoutingConfig) -> np.ndarray:
 
 
 def evaluate_routing(
-    data: GradedPrompts, X: np.ndarray, cfg: RoutingConfig, other_routers: dict[str, np.ndarray] | None = None
+    data: GradedPrompts,
+    X: np.ndarray,
+    cfg: RoutingConfig,
+    other_routers: dict[str, np.ndarray] | None = None,
+    per_query_routers: dict[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """(curve and baseline points, summary at the budget, per-prompt decisions at the budget).
 
     `other_routers` maps a name to another out-of-fold (prompts × models) quality matrix (e.g. P2L's win
-    rates): each is routed under the same budgets and reported beside the ridge router as `<name>_...`."""
+    rates): each is routed under the same budgets and reported beside the ridge router as `<name>_...`.
+    `per_query_routers` are utilities for P2L's randomized router: the budget is then a per-query limit on each
+    prompt's expected cost (analysis/routing/per_query.py), reported the same way, with the per-query oracle."""
     costs, grades = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file), data.grades
     available = ~np.isnan(grades)
     folds = prompt_folds(data, cfg)
@@ -264,6 +271,12 @@ def evaluate_routing(
         )
         decisions[f"{name}_model"] = np.array(data.models)[choice]
         decisions[f"{name}_grade"] = grades[np.arange(len(grades)), choice]
+    if per_query_routers:
+        baseline = {"cheap": cheap_point["mean_grade"], "gain": gain}
+        more, entries, columns = per_query_figures(per_query_routers, grades, costs, budgets, budget, baseline, cfg.cv.seed)
+        points += more
+        summary.update(entries)
+        decisions = pd.concat([decisions, decision_columns(columns, data.models)], axis=1)
     return pd.DataFrame(points + single + baselines), summary, decisions
 
 

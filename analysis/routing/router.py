@@ -1,14 +1,21 @@
 """Routing decisions from a (prompts × models) quality matrix and a cost per model.
 
-Two modes: maximise quality − λ·cost per prompt, or maximise mean quality with mean cost ≤ budget.
+Three modes: maximise quality − λ·cost per prompt; maximise mean quality with mean cost ≤ budget; or P2L's
+router, a randomized policy per prompt whose expected cost is ≤ a per-query limit.
 The budget mode is the Lagrangian relaxation of that multiple-choice knapsack (the smallest λ whose
 choices fit), then a greedy pass spends what is left on the upgrades with the best quality per cost.
 Equal scores go to the cheaper model, so a perfect predictor reproduces the cheapest per-prompt oracle.
+The per-query mode is P2L's "optimal LP" router: for each prompt, the distribution π over models maximising
+π·u subject to π·c ≤ limit (u: expected win rate against an opponent distribution). With one cost constraint
+its optimum mixes at most two models; a batch budget can move spending between prompts, a per-query limit
+cannot, so at equal mean cost the batch router is at least as good in expectation on the same utilities.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
 
 from competition.errors import InputError
 
@@ -69,3 +76,48 @@ def _spend_leftover(quality: np.ndarray, costs: np.ndarray, budget: float, choic
             left -= extra[row, best[row]]
             choice[row] = best[row]
     return choice
+
+
+def route_per_query(utility: np.ndarray, costs: np.ndarray, limit: float, available: np.ndarray | None = None) -> np.ndarray:
+    """(prompts, models) routing policy: per prompt, the distribution maximising expected utility with expected cost
+    ≤ `limit`. Every prompt's LP is one block of a single sparse LP solved by HiGHS. A prompt whose cheapest
+    answering model costs more than the limit gets that model (P2L refuses such a query; an evaluation cannot)."""
+    utility = np.asarray(utility, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+    prompts, models = utility.shape
+    answered = np.ones_like(utility, dtype=bool) if available is None else np.asarray(available, dtype=bool)
+    if not answered.any(axis=1).all():
+        raise InputError("a prompt has no answering model to route to")
+    cheapest = np.where(answered, costs[None, :], np.inf).min(axis=1)
+    limits = np.maximum(float(limit), cheapest)
+    result = linprog(
+        -np.where(answered, utility, 0.0).ravel(),
+        A_ub=sparse.kron(sparse.eye(prompts), costs[None, :], format="csr"),
+        b_ub=limits,
+        A_eq=sparse.kron(sparse.eye(prompts), np.ones((1, models)), format="csr"),
+        b_eq=np.ones(prompts),
+        bounds=np.column_stack([np.zeros(answered.size), np.where(answered.ravel(), None, 0.0)]),
+        method="highs",
+    )
+    if result.status != 0:
+        raise InputError(f"the per-query routing LP failed: {result.message}")
+    policy = np.clip(result.x.reshape(prompts, models), 0.0, None)
+    return _cheapest_equivalent(policy / policy.sum(axis=1, keepdims=True), utility, costs, answered)
+
+
+def _cheapest_equivalent(policy: np.ndarray, utility: np.ndarray, costs: np.ndarray, answered: np.ndarray) -> np.ndarray:
+    """The policy with each model's weight moved to the cheapest answering model at least as useful: the LP is
+    indifferent between equally useful models when the limit is slack, and the solver's pick is arbitrary."""
+    useful = np.where(answered, utility, -np.inf)
+    at_least = (useful[:, None, :] >= useful[:, :, None]) & answered[:, None, :]  # (prompt, model, candidate)
+    replacement = np.argmin(np.where(at_least, costs[None, None, :], np.inf), axis=2)
+    moved = np.zeros_like(policy)
+    np.add.at(moved, (np.arange(len(policy))[:, None], replacement), policy)
+    return moved
+
+
+def draw_from_policy(policy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One model index per prompt drawn from its row of the policy."""
+    cumulative = np.cumsum(policy, axis=1)
+    drawn = (rng.random(len(policy))[:, None] * cumulative[:, -1:] >= cumulative).sum(axis=1)
+    return np.minimum(drawn, policy.shape[1] - 1)

@@ -45,6 +45,9 @@ class RouterConfig:
     budget_share_of_best: float = 0.5
     lam: float | None = None  # set to route by quality − lam·cost instead of a budget
     curve_points: int = 40
+    # P2L's LP router (with a `p2l` run): the opponent's sampling weight per model, as P2L weights the arena's
+    # opponents; empty: every candidate equally often. Weights are relative (need not sum to 1).
+    opponent: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = [k for k, v in self.costs.items() if not k.strip() or not (math.isfinite(v) and v >= 0)]
@@ -57,6 +60,9 @@ class RouterConfig:
         )
         require(self.lam is None or (finite(self.lam) and self.lam >= 0), "lam", "must be >= 0 and finite")
         require(2 <= self.curve_points <= 10_000, "curve_points", "must be between 2 and 10000")
+        bad_weight = [k for k, v in self.opponent.items() if not k.strip() or not (math.isfinite(v) and v >= 0)]
+        require(not bad_weight, "opponent", f"entry {bad_weight[:1]} must name a model and be a non-negative finite weight")
+        require(not self.opponent or sum(self.opponent.values()) > 0, "opponent", "weights must not all be zero")
 
 
 @dataclass(frozen=True)
