@@ -1,6 +1,6 @@
 """P2L on simulated battles whose coefficients depend on the prompt: the head and the estimator recover that
-dependence; relabelling models and swapping A and B change nothing; aggregation and the jackknife give known
-answers. The simulation helpers are imported by the other P2L test files."""
+dependence; the head's objective is the tie model's likelihood and its gradient matches finite differences;
+relabelling models changes nothing; aggregation and the jackknife give known answers. The simulation helpers are imported by the other P2L test files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition.labels import LABEL_COLUMNS, swap_labels, swap_probabilities
+from competition.labels import LABEL_COLUMNS
 from models.bradley_terry import three_way
 from models.p2l.estimator import P2LPreference
 from models.p2l.settings import EncoderConfig, HeadConfig, TuneConfig
@@ -99,6 +99,61 @@ def test_the_head_recovers_a_coefficient_that_moves_with_a_prompt_feature():
     assert np.exp(head.tie_bias) == pytest.approx(0.5, rel=0.25)
     strong = fit_head(x, battles, n_models, np.array([1e3]), np.array([1e3]), "davidson", start, 2000)
     assert np.abs(strong.weights).max() < 0.01  # a heavy penalty leaves the global leaderboard
+    # ... and only the prompt weights are penalised: θ₀ stays the global leaderboard, not shrunk towards 0
+    assert np.allclose(strong.bias - strong.bias.mean(), start.bias - start.bias.mean(), atol=0.01)
+    assert np.ptp(strong.bias) > 0.5
+
+
+def head_problem(seed: int):
+    """A small random head problem with every outcome kind, and a random point to evaluate it at."""
+    from models.p2l.head import Battles
+
+    rng = np.random.default_rng(seed)
+    n_prompts, n_models, dims = 15, 4, 3
+    X = rng.normal(size=(n_prompts, dims))
+    prompt = rng.integers(0, n_prompts, 120)
+    a = rng.integers(0, n_models, len(prompt))
+    b = (a + rng.integers(1, n_models, len(prompt))) % n_models
+    battles = Battles(prompt, a, b, rng.choice([1.0, 0.0, 0.5], len(prompt)))
+    z = rng.normal(0, 0.5, n_models + 1 + dims * n_models + dims)
+    return X, battles, n_models, rng.uniform(0.1, 2.0, dims), rng.uniform(0.1, 2.0, dims), z
+
+
+def loss_from_the_definitions(z, X, battles, n_models, penalty, tie_penalty, tie_model) -> float:
+    """The head's objective written out from the tie models' probabilities (not from models/bradley_terry.py)."""
+    dims = X.shape[1]
+    bias, tie_bias = z[:n_models], z[n_models]
+    weights = z[n_models + 1 : n_models + 1 + dims * n_models].reshape(dims, n_models)
+    tie_weights = z[n_models + 1 + dims * n_models :]
+    theta = bias + X @ weights
+    t = tie_bias + X @ tie_weights
+    d = theta[battles.prompt, battles.a] - theta[battles.prompt, battles.b]
+    s = np.exp(t[battles.prompt])
+    if tie_model == "davidson":  # P(a), P(b), P(tie) proportional to e^{d/2}, e^{-d/2}, ν
+        norm = np.exp(d / 2) + np.exp(-d / 2) + s
+        p_a, p_b, p_tie = np.exp(d / 2) / norm, np.exp(-d / 2) / norm, s / norm
+    else:  # Rao-Kupper: P(a) = σ(d − η), P(b) = σ(−d − η)
+        p_a, p_b = 1 / (1 + np.exp(s - d)), 1 / (1 + np.exp(s + d))
+        p_tie = 1 - p_a - p_b
+    p = np.where(battles.outcome == 1.0, p_a, np.where(battles.outcome == 0.0, p_b, p_tie))
+    ridge = 0.5 * np.sum(penalty[:, None] * weights**2) + 0.5 * np.sum(tie_penalty * tie_weights**2)
+    return -np.mean(np.log(p)) + ridge
+
+
+@pytest.mark.parametrize("tie_model", ["davidson", "rao-kupper"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_heads_objective_is_the_tie_models_likelihood_and_its_gradient_matches_finite_differences(tie_model, seed):
+    from models.p2l.head import head_objective
+
+    X, battles, n_models, penalty, tie_penalty, z = head_problem(seed)
+    args = (X, battles, n_models, penalty, tie_penalty, tie_model)
+    loss, grad = head_objective(z, *args)
+    assert loss == pytest.approx(loss_from_the_definitions(z, *args), rel=1e-10)
+    step = 1e-6
+    numeric = np.array(
+        [(head_objective(z + step * e, *args)[0] - head_objective(z - step * e, *args)[0]) / (2 * step) for e in np.eye(len(z))]
+    )
+    assert np.allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
 # -- the estimator: prompt text in, coefficients out
@@ -162,13 +217,18 @@ def test_relabelling_the_models_permutes_the_coefficients(train_frame, model, ca
     assert np.allclose(other.predict_proba(renamed), model.predict_proba(train_frame), atol=1e-6)
 
 
-def test_swapping_a_and_b_swaps_the_probabilities_and_leaves_the_fit_unchanged(train_frame, model, cache_dir):
-    swapped = train_frame.assign(
-        model_a=train_frame["model_b"], model_b=train_frame["model_a"], label=swap_labels(train_frame["label"].to_numpy())
-    )
-    assert np.array_equal(model.predict_proba(swapped), swap_probabilities(model.predict_proba(train_frame)))
-    refit = fitted(swapped, cache_dir)
-    assert np.allclose(refit.predict_proba(train_frame), model.predict_proba(train_frame), atol=1e-6)
+def test_the_estimators_probabilities_are_its_coefficients_through_the_tie_model(train_frame, model):
+    """predict_proba reads each battle's own prompt, models and tie parameter: a battle's probabilities are the
+    tie model's at that prompt's coefficient difference (swapping A and B is covered by the likelihood test: the
+    model is antisymmetric by construction, so a swap test could not fail)."""
+    rows = train_frame.iloc[[0, 7, 30, 101, 250]]
+    theta, tie = model.coefficients([list(p) for p in rows["prompt"]])
+    a = [model.models_.index(m) for m in rows["model_a"]]
+    b = [model.models_.index(m) for m in rows["model_b"]]
+    d = theta[np.arange(len(rows)), a] - theta[np.arange(len(rows)), b]
+    expected = np.array([three_way(np.array([di]), ti, "davidson", 0.0)[0] for di, ti in zip(d, tie, strict=True)])
+    assert np.allclose(model.predict_proba(rows), expected, atol=1e-12)
+    assert len(set(np.round(tie, 6))) > 1 or len(set(np.round(d, 6))) > 1  # the rows differ, so the lookup matters
 
 
 def test_a_model_never_seen_meets_any_other_as_an_even_match(model):
