@@ -133,10 +133,16 @@ class BradleyTerry:
         grad[: self.n_models - 1] += self.l2 * r[1:]
         return loss, grad
 
-    def fit(self, a, b, outcome, weight=None, covariates=None, start: np.ndarray | None = None) -> BradleyTerry:
+    def fit(self, a, b, outcome, weight=None, covariates=None, start: np.ndarray | None = None, counts=None) -> BradleyTerry:
+        """`weight`: each row's weight in the likelihood; `counts`: how many battles each row stands for, what the
+        bootstrap resamples (default: the weights, i.e. rows are merged unit-weight battles, as `aggregate` makes
+        them; give counts when weights are not battle counts, e.g. judges' crowd weights)."""
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         outcome = np.asarray(outcome, dtype=np.float64)
         weight = np.ones(len(a)) if weight is None else np.asarray(weight, dtype=np.float64)
+        self.counts_ = weight if counts is None else np.asarray(counts, dtype=np.float64)
+        if self.counts_.shape != weight.shape or (self.counts_ < 0).any():
+            raise ValueError("counts must be one non-negative number per row")
         x = None
         if covariates is not None:
             covariates = np.asarray(covariates, dtype=np.float64)
@@ -275,16 +281,18 @@ class BradleyTerry:
     def bootstrap_ratings(self, rounds: int, seed: int, progress=None) -> np.ndarray:
         """(rounds, n_models) centred ratings refitted on battles resampled with replacement.
 
-        A replica reweights the rows of the fitted design (a battle drawn twice weighs 2, one not drawn 0)
-        and starts from the full fit, a few Newton steps away."""
-        w = self._data[3]
-        total = int(round(w.sum()))
+        As many battles are drawn as the rows stand for (`counts`), each row with probability proportional to its
+        count; a replica reweights the rows of the fitted design (a row's weight per battle times the battles
+        drawn) and starts from the full fit, a few Newton steps away."""
+        w, counts = self._data[3], self.counts_
+        total = int(round(counts.sum()))
+        per_battle = np.divide(w, counts, out=np.zeros_like(w), where=counts > 0)
         rng = np.random.default_rng(seed)
         draws = np.empty((rounds, self.n_models))
         iterator = range(rounds) if progress is None else progress(range(rounds), "bootstrap")
         for i in iterator:
-            counts = rng.multinomial(total, w / w.sum()).astype(np.float64)
-            z, _ = self._solve(counts, self.z_)
+            drawn = rng.multinomial(total, counts / counts.sum()).astype(np.float64)
+            z, _ = self._solve(drawn * per_battle, self.z_)
             r = np.concatenate([[0.0], z[: self.n_models - 1]])
             draws[i] = r - r.mean()
         return draws

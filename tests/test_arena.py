@@ -291,3 +291,21 @@ def test_adaptive_comparisons_go_to_the_closest_neighbours_and_stop_at_the_budge
     assert arena.judgments() == budget
     grown = [(f, s) for (f, s, _), n in arena.judged.items() if n > before.get((f, s, "oracle"), 0)]
     assert grown and all(abs(arena.ranked.index(f) - arena.ranked.index(s)) <= 2 for f, s in grown)
+
+
+@pytest.mark.parametrize("style", [False, True])
+def test_crowd_weights_scale_the_likelihood_not_the_number_of_verdicts_the_bootstrap_draws(book, monkeypatch, style):
+    """Every judge weighing 5 (a top-rated judge model) must give the intervals of every judge weighing 1: the
+    bootstrap resamples verdicts; reading weights as battle counts would narrow them by √5."""
+    rng = np.random.default_rng(0)
+    judges = {"coin": Spy(rule=lambda first, second: (1.0, 0.0, 0.0) if rng.random() < 0.6 else (0.0, 1.0, 0.0))}
+    arena = Arena(book, judges, SETTINGS)
+    for x, y in combinations(MODELS[:4], 2):
+        arena.compare(x, y)
+    covariates = (lambda keys: np.ones((len(keys), 1)) * np.arange(len(keys))[:, None] % 3) if style else None
+    widths = {}
+    for weight in (1.0, 5.0):
+        monkeypatch.setattr(arena, "weights", lambda names, weight=weight: np.full(len(names), weight))
+        table = arena.table(MODELS[:4], covariates)
+        widths[weight] = (table["rating_high"] - table["rating_low"]).to_numpy()
+    assert widths[1.0].min() > 0 and np.allclose(widths[5.0], widths[1.0], rtol=1e-6)

@@ -223,3 +223,18 @@ def test_aggregate_equals_merging_by_sorted_unique_rows():
     assert np.array_equal(merged[0], unique[:, 0]) and np.array_equal(merged[1], unique[:, 1])
     assert np.array_equal(merged[2], unique[:, 2] / 1e6)
     assert np.allclose(merged[3], np.bincount(inverse.ravel(), w, len(unique)), rtol=1e-12)
+
+
+def test_the_bootstrap_resamples_battles_not_units_of_weight():
+    """Weights that are not battle counts (a judge's crowd weight) scale the likelihood, not the number of
+    battles: with counts given, weight 5 on every battle gives the same bootstrap as weight 1; counting the
+    weights as battles would draw 5× as many and shrink the intervals by √5."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, 300)
+    b = (a + rng.integers(1, 4, 300)) % 4
+    outcome = (rng.random(300) < 0.5 + 0.1 * (a - b)).astype(float)
+    unit = BradleyTerry(4).fit(a, b, outcome).bootstrap_ratings(30, seed=1)
+    heavy = BradleyTerry(4).fit(a, b, outcome, np.full(300, 5.0), counts=np.ones(300)).bootstrap_ratings(30, seed=1)
+    assert np.allclose(heavy, unit, atol=1e-8)
+    as_counts = BradleyTerry(4).fit(a, b, outcome, np.full(300, 5.0)).bootstrap_ratings(30, seed=1)
+    assert as_counts.std(axis=0).mean() < 0.6 * unit.std(axis=0).mean()  # weights read as counts: too narrow

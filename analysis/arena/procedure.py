@@ -28,7 +28,7 @@ import numpy as np
 from analysis.arena.judges import Judge
 from analysis.arena.log import JudgmentLog
 from competition.errors import InputError
-from models.bradley_terry import BradleyTerry, aggregate
+from models.bradley_terry import BradleyTerry
 
 JUDGE_WEIGHT_SPAN = 5.0  # De-Arena: a judge's weight is its model's min-max scaled rating times 5
 
@@ -249,8 +249,14 @@ class Arena:
                 # turn that centring into a spurious first-model advantage
                 style = covariates(keys)
                 both = (np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([outcome, 1 - outcome]))
-                return model.fit(*both, np.concatenate([weight, weight]) / 2, covariates=np.concatenate([style, -style]))
-            return model.fit(*aggregate(a, b, outcome, weight))
+                return model.fit(
+                    *both,
+                    np.concatenate([weight, weight]) / 2,
+                    covariates=np.concatenate([style, -style]),
+                    counts=np.full(2 * len(a), 0.5),  # the two orientations of a verdict are one battle between them
+                )
+            # one row per verdict: the bootstrap resamples verdicts, whatever their judges' weights
+            return model.fit(a, b, outcome, weight, counts=np.ones(len(a)))
         index = {m: i for i, m in enumerate(models)}
         names = list(self.judges)
         weight_of = dict(zip(names, self.weights(names), strict=True))
