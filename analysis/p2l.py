@@ -219,11 +219,14 @@ def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str], opponent:
     return field_win_rates(theta, ties.loc[wanted].to_numpy(dtype=np.float64), tie_model, opponent)
 
 
-def new_prompt_win_rates(run_dir: str, prompts: list[list[str | None]], models: list[str]) -> np.ndarray:
-    """(prompts, models) win rates for prompts no model saw: the fold models' mean coefficients."""
+def new_prompt_win_rates(
+    run_dir: str, prompts: list[list[str | None]], models: list[str], opponent: np.ndarray | None = None
+) -> np.ndarray:
+    """(prompts, models) win rates (against the field, or the `opponent` weights) for prompts no model saw: the
+    fold models' mean coefficients."""
     fitted = load_p2l_run(run_dir)
     theta, tie = fold_coefficients(fitted, prompts, chosen_models(fitted, models))
-    return field_win_rates(theta.mean(axis=0), tie.mean(axis=0), fitted.tie_model)
+    return field_win_rates(theta.mean(axis=0), tie.mean(axis=0), fitted.tie_model, opponent)
 
 
 def out_of_fold_coefficients(model_dirs: list[Path], frame: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:

@@ -19,24 +19,36 @@ from analysis.routing.evaluate import (
 )
 from analysis.routing.plots import plot_curve
 from analysis.routing.quality import prompt_features
-from analysis.routing.router import route_budget, route_lambda
+from analysis.routing.router import draw_from_policy, route_budget, route_lambda, route_per_query
 from analysis.routing.settings import RoutingConfig
 from competition.errors import InputError
 from competition.rundir import check_run, run_unit
 from data.tables import read_prompts
 
 
-def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> np.ndarray:
-    """P2L's choice for each prompt of `test`: the run's fold models' win rates, under the ridge router's budget rule."""
+def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> pd.DataFrame:
+    """P2L's choices for each prompt of `test` from the run's fold models' win rates: under the ridge router's rule
+    (`p2l_model`) and, with a budget, P2L's own router: a model drawn (seeded) from the per-query LP's policy with
+    the budget as each prompt's cost limit (`p2l_lp_model`, and the probability it had)."""
     from analysis.p2l import new_prompt_win_rates
 
-    costs = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file)
-    quality = new_prompt_win_rates(cfg.p2l, test["prompt"].tolist(), data.models)
+    costs, names = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file), np.array(data.models)
+    prompts = test["prompt"].tolist()
+    quality = new_prompt_win_rates(cfg.p2l, prompts, data.models)
     if cfg.router.lam is not None:
-        return np.array(data.models)[route_lambda(quality, costs, cfg.router.lam)]
+        return pd.DataFrame({"p2l_model": names[route_lambda(quality, costs, cfg.router.lam)]})
     best = int(np.argmax(np.nanmean(data.grades, axis=0)))
     budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[best]
-    return np.array(data.models)[route_budget(quality, costs, budget)]
+    utility = new_prompt_win_rates(cfg.p2l, prompts, data.models, opponent_weights(cfg, data.models))
+    policy = route_per_query(utility, costs, budget)
+    drawn = draw_from_policy(policy, np.random.default_rng(cfg.cv.seed))
+    return pd.DataFrame(
+        {
+            "p2l_model": names[route_budget(quality, costs, budget)],
+            "p2l_lp_model": names[drawn],
+            "p2l_lp_probability": policy[np.arange(len(drawn)), drawn],
+        }
+    )
 
 
 def opponent_weights(cfg: RoutingConfig, models: list[str]) -> np.ndarray | None:
@@ -71,7 +83,7 @@ def run_route(cfg: RoutingConfig, write: bool = True) -> dict:
     curve, summary, decisions = evaluate_routing(data, X, cfg, other_routers, per_query_routers)
     routed = route_new_prompts(data, X, test, cfg) if test is not None else None
     if routed is not None and cfg.p2l:
-        routed["p2l_model"] = p2l_routes(data, test, cfg)
+        routed = pd.concat([routed, p2l_routes(data, test, cfg).set_axis(routed.index)], axis=1)
     if write:
         with run_unit(cfg, {"prompts": len(data.ids)}) as staging:
             curve.to_csv(staging / "curve.csv", index=False)

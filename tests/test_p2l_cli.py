@@ -129,6 +129,7 @@ def test_route_puts_the_p2l_router_beside_the_ridge_router(root):
     assert {"p2l_router", "p2l_lp_router", "oracle_per_query"} <= set(pd.read_csv(root / "route" / "curve.csv")["policy"])
     routed = pd.read_csv(root / "route" / "routed.csv")
     assert set(routed["p2l_model"]) <= {"coder", "poet", "steady", "weak"}
+    assert set(routed["p2l_lp_model"]) <= {"coder", "poet", "steady", "weak"} and routed["p2l_lp_probability"].gt(0).all()
     # P2L's own router: each prompt's expected cost within the limit, no better than the per-query oracle
     lp = summary["p2l_lp_router_at_budget"]
     decisions = pd.read_csv(root / "route" / "decisions.csv")
