@@ -42,10 +42,20 @@ SCENARIO = Flag(
 )
 
 
+PRIOR = Flag(
+    "--prior",
+    "dissect.prior",
+    "prior on each effect: normal N(0, prior_sd²) (Laplace approximation) or GAIR's laplace (sampled)",
+    choices=("normal", "laplace"),
+)
+
+
 MIN_PAIRS = Flag("--min-pairs", "dissect.min_pairs", "fewest decided pairs a scenario is fitted on", type=int)
 
 
-FLAGS = {"dissect": (CONFIG, TRAIN, OUT, NAME, PROPERTIES, PROPERTY_TABLE, TIES, JUDGES, SCENARIO, MIN_PAIRS, ROW, MODEL, SET)}
+FLAGS = {
+    "dissect": (CONFIG, TRAIN, OUT, NAME, PROPERTIES, PROPERTY_TABLE, TIES, JUDGES, SCENARIO, MIN_PAIRS, PRIOR, ROW, MODEL, SET)
+}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -53,12 +63,22 @@ def main(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(DissectConfig, args, FLAGS["dissect"])
     out = run_dissection(cfg)
+    summary = out["summary"]
+    console.print(f"prior: {summary['prior']}")
+    left_out = [
+        (f"{name} leaves out {row['leaves_out']:,} ({row['why']})" if row["leaves_out"] else f"{name} keeps all")
+        + (f", and drops {row['dropped_for_others']:,} for others" if row["dropped_for_others"] else "")
+        for name, row in summary["rows"]["per_judge"].items()
+    ]
+    console.print(
+        f"every judge fitted on the same {summary['fitted_pairs']:,.0f} of {summary['pairs']:,} pairs: " + "; ".join(left_out)
+    )
     table = out["labels"][["property", "odds_ratio", "odds_ratio_low", "odds_ratio_high", "credible"]]
     print_table("labels' judge: odds of winning × per typical A − B difference (95% credible interval)", table, digits=3)
-    too_small = out["summary"]["scenarios_too_small"]
+    too_small = summary["scenarios_too_small"]
     if too_small:
         console.print(
             "scenarios with too few decided pairs (not fitted): " + ", ".join(f"{k} ({v:g})" for k, v in too_small.items())
         )
-    console.print(f"wrote {cfg.run_dir} in {out['summary']['seconds']:.1f} s")
+    console.print(f"wrote {cfg.run_dir} in {summary['seconds']:.1f} s")
     return 0

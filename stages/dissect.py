@@ -39,10 +39,41 @@ def judge_name(source: str) -> str:
     return safe_name(Path(source).resolve().stem or "judge")
 
 
+def read_judges(frame: pd.DataFrame, settings) -> tuple[dict, dict[str, str]]:
+    """name → (target, weight) per row, the labels first, and name → the rows that judge leaves out, in words."""
+    from analysis.dissection.analysis import LABELS_JUDGE
+    from analysis.dissection.judges import judge_targets, label_targets, what_is_left_out
+
+    judges = {LABELS_JUDGE: label_targets(frame["label"].to_numpy(), settings.ties)}
+    left_out = {LABELS_JUDGE: what_is_left_out(None, settings.ties)}
+    for run_dir in settings.judges:
+        name = judge_name(run_dir)
+        if name in judges:
+            raise InputError(f"two judges are named {name!r}: give the runs distinct folder names", run_dir)
+        judges[name] = judge_targets(run_dir, frame["id"], settings.ties)
+        left_out[name] = what_is_left_out(run_dir, settings.ties)
+    return judges, left_out
+
+
+def rows_summary(rows: pd.DataFrame, left_out: dict[str, str]) -> dict:
+    """Per judge: the rows it leaves out itself (and why), and those dropped because another judge left them out."""
+    return {
+        "fitted_on": "the pairs every judge keeps",
+        "per_judge": {
+            name: {
+                "keeps": int(row.keeps),
+                "leaves_out": int(row.left_out),
+                "why": left_out[name],
+                "dropped_for_others": int(row.dropped_for_others),
+            }
+            for name, row in rows.iterrows()
+        },
+    }
+
+
 def run_dissection(cfg) -> dict:
     from analysis.dissection import plots
-    from analysis.dissection.analysis import LABELS_JUDGE, dissect
-    from analysis.dissection.judges import judge_targets, label_targets
+    from analysis.dissection.analysis import LABELS_JUDGE, dissect, shared_rows
     from analysis.dissection.scenarios import scenarios
     from data.loader import load_arena_csv
 
@@ -53,25 +84,22 @@ def run_dissection(cfg) -> dict:
     start = time.perf_counter()
     frame = load_arena_csv(cfg.data.train, require_labels=True, max_rows=cfg.data.max_rows)
     diffs = property_differences(frame, settings)
-    judges = {LABELS_JUDGE: label_targets(frame["label"].to_numpy(), settings.ties)}
-    for run_dir in settings.judges:
-        name = judge_name(run_dir)
-        if name in judges:
-            raise InputError(f"two judges are named {name!r}: give the runs distinct folder names", run_dir)
-        judges[name] = judge_targets(run_dir, frame["id"], settings.ties)
+    judges, left_out = read_judges(frame, settings)
+    judges, rows = shared_rows(judges)
     scenario = scenarios(frame["prompt"])
     if settings.scenario:
         inside = (scenario == settings.scenario).to_numpy()
         decided = float(judges[LABELS_JUDGE][1][inside].sum())
         if decided < settings.min_pairs:
             raise InputError(
-                f"scenario {settings.scenario!r} has {decided:g} decided pairs, fewer than min_pairs={settings.min_pairs}: "
-                "too few to fit",
+                f"scenario {settings.scenario!r} has {decided:g} pairs every judge keeps, fewer than "
+                f"min_pairs={settings.min_pairs}: too few to fit",
                 cfg.data.train,
             )
         judges = {name: (t[inside], w[inside]) for name, (t, w) in judges.items()}
         diffs, scenario = diffs[inside].reset_index(drop=True), scenario[inside].reset_index(drop=True)
-    result = dissect(diffs, judges, scenario, settings.prior_sd, settings.min_pairs)
+    prior = settings.prior_used()
+    result = dissect(diffs, judges, scenario, prior, settings.min_pairs, settings.mcmc_steps)
     shap = None
     if settings.row:
         from analysis.dissection.shap import pair_contributions
@@ -84,7 +112,10 @@ def run_dissection(cfg) -> dict:
     too_small = {k: v for k, v in result.scenario_pairs.items() if 0 < v < settings.min_pairs}
     summary = {
         "pairs": len(frame),
-        "decided_pairs": float(judges[LABELS_JUDGE][1].sum()),
+        "fitted_pairs": float(judges[LABELS_JUDGE][1].sum()),  # every judge's, the same rows
+        "rows": rows_summary(rows, left_out),
+        "prior": prior.describe(),
+        "mcmc_steps": settings.mcmc_steps if prior.family == "laplace" else None,
         "properties": list(diffs.columns),
         "judges": list(judges),
         "scenario_pairs": result.scenario_pairs.to_dict(),

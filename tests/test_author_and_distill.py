@@ -121,6 +121,25 @@ def test_soft_target_objective_is_the_hard_one_at_weight_zero_and_cross_entropy_
     assert weighted_log_loss(expanded_probs, labels, weights) == pytest.approx(-(q * np.log(probs)).sum())
 
 
+def test_soft_targets_at_an_asymmetric_teacher_weight_match_the_definition_worked_by_hand():
+    y = np.array([0, 1, 2])
+    teacher = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3], [0.1, 0.1, 0.8]])
+    # q = 0.7 · one-hot(y) + 0.3 · teacher, row by row (swapping the weights would give 0.44, 0.35, 0.21 first)
+    by_hand = np.array([[0.76, 0.15, 0.09], [0.18, 0.73, 0.09], [0.03, 0.03, 0.94]])
+    q = soft_targets(y, teacher, 0.3)
+    np.testing.assert_allclose(q, by_hand, atol=1e-12)
+    probs = np.array([[0.5, 0.3, 0.2], [0.25, 0.5, 0.25], [0.2, 0.2, 0.6]])
+    rows, labels, weights = expand_rows(pd.DataFrame({"x": [0, 1, 2]}), q)
+    objective = weighted_log_loss(probs[rows["x"].to_numpy()], labels, weights)
+    # the cross-entropy to q, each term written out: −Σ_k q_k log p_k
+    by_hand_loss = -(
+        0.76 * np.log(0.5) + 0.15 * np.log(0.3) + 0.09 * np.log(0.2)
+        + 0.18 * np.log(0.25) + 0.73 * np.log(0.5) + 0.09 * np.log(0.25)
+        + 0.03 * np.log(0.2) + 0.03 * np.log(0.2) + 0.94 * np.log(0.6)
+    )  # fmt: skip
+    assert objective == pytest.approx(by_hand_loss, rel=1e-12)
+
+
 def test_teacher_weight_zero_trains_exactly_the_hard_label_model(pairs, teacher_run):
     y, groups = pairs["label"].to_numpy(), pairs["group"].to_numpy()
     features = FeatureConfig(BASE, cache_dir=None)

@@ -343,6 +343,7 @@ CASES: dict[str, list[Case]] = {
             ("--train", "--properties", "--properties-table", "--ties", "--judges", "--min-pairs"),
         ),
         Case(["dissect", "--train", "train.csv", "--scenario", "reasoning", "--min-pairs", "1000"], ("--scenario", "--min-pairs"), exit=2, refused_text="scenario 'reasoning'"),
+        Case(["dissect", "--train", "train.csv", "--prior", "laplace", "--set", "dissect.mcmc_steps=200"], ("--prior",)),
         Case(["dissect", "--train", "train.csv", "--row", "100001", "--model", "runs/m"], ("--row", "--model")),
         Case(["dissect", "--train", "train.csv", "--name", "named"], ("--name",), check=wrote("runs/named")),
         Case(["dissect", "--train", "train.csv", "--out", "else/where"], ("--out",), check=wrote("else/where")),

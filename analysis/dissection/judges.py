@@ -60,3 +60,13 @@ def csv_targets(path: str | Path, ids: pd.Series, ties: str) -> tuple[np.ndarray
 def judge_targets(source: str | Path, ids: pd.Series, ties: str) -> tuple[np.ndarray, np.ndarray]:
     """A run directory (its out-of-fold predictions) or a CSV file of another judge's labels."""
     return csv_targets(source, ids, ties) if Path(source).is_file() else run_targets(source, ids)
+
+
+def what_is_left_out(source: str | Path | None, ties: str) -> str:
+    """Which rows a judge leaves out itself, in words: the labels (source None), a label CSV or a run."""
+    its_ties = "its ties (--ties drop)" if ties == "drop" else ""
+    if source is None:
+        return its_ties or "nothing"
+    if Path(source).is_file():
+        return " and ".join(filter(None, (its_ties, "the pairs it does not label")))
+    return "the pairs its out-of-fold file does not score"
