@@ -1,6 +1,6 @@
 """Dissection figures on a pairs file, as JSON: wall time of a whole `dissect` (all properties, all scenarios,
-the given judges), and the Laplace posterior of the labels' judge against an MCMC sampler (emcee, optional:
-requirements-bench.txt) on the same likelihood and prior; and the width of prompt-clustered (sandwich) intervals
+the given judges), and the Laplace posterior of the labels' judge against an MCMC sampler (emcee) on the same
+likelihood and prior; GAIR's Laplace(0, 0.1) prior (sampled) beside it; and the width of prompt-clustered (sandwich) intervals
 over the independent Laplace ones, per property (pairs sharing a prompt share its answers).
 
     python bench/dissection.py --train ../shared/data/arena-bench-pairs/train.csv --judges runs/m13/lgbm runs/m13/reward
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from analysis.dissection.bayes import clustered_covariance, fit_posterior  # noqa: E402
+from analysis.dissection.bayes import Prior, clustered_covariance, fit_posterior, sample_posterior  # noqa: E402
 from analysis.dissection.judges import label_targets  # noqa: E402
 from analysis.dissection.properties import standardised  # noqa: E402
 from analysis.dissection.settings import DissectConfig  # noqa: E402
@@ -28,22 +28,32 @@ from competition.folds import prompt_groups  # noqa: E402
 from data.loader import load_arena_csv  # noqa: E402
 
 
-def sampled_posterior(x: np.ndarray, target: np.ndarray, prior_sd: float, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, sd) of the same posterior drawn by emcee's affine-invariant ensemble sampler."""
-    import emcee
+def compared_with_laplace(sampled, laplace, seconds: float, steps: int) -> dict:
+    """How far emcee's draws under the normal prior are from its Laplace approximation."""
+    return {
+        "sampler": "emcee (affine-invariant ensemble), second half of each walker's chain",
+        "steps": steps,
+        "seconds": seconds,
+        "longest_autocorrelation_steps": sampled.autocorrelation_steps,
+        "max_abs_mean_difference_in_laplace_sds": float(np.max(np.abs(sampled.mean - laplace.mean) / laplace.sd)),
+        "sd_ratio_range_mcmc_over_laplace": [float(np.min(sampled.sd / laplace.sd)), float(np.max(sampled.sd / laplace.sd))],
+    }
 
-    def log_posterior(betas: np.ndarray) -> np.ndarray:  # all walkers at once
-        z = x @ betas.T
-        return (target[:, None] * z - np.logaddexp(0.0, z)).sum(axis=0) - 0.5 * (betas**2).sum(axis=1) / prior_sd**2
 
-    walkers = 4 * x.shape[1]
-    start = fit_posterior(x, target, prior_sd=prior_sd).mean + 1e-3 * np.random.default_rng(seed).normal(
-        size=(walkers, x.shape[1])
-    )
-    sampler = emcee.EnsembleSampler(walkers, x.shape[1], log_posterior, vectorize=True)
-    sampler.run_mcmc(start, steps, progress=False)
-    chain = sampler.get_chain(discard=steps // 2, flat=True)
-    return chain.mean(axis=0), chain.std(axis=0)
+def gair_prior_line(gair, laplace, seconds: float) -> dict:
+    """GAIR's Laplace(0, 0.1) prior (sampled) beside the default normal one, effect by effect."""
+    normal_table, gair_table = laplace.table().set_index("property"), gair.table().set_index("property")
+    return {
+        "prior": Prior("laplace", 0.1).describe(),
+        "seconds": seconds,
+        "longest_autocorrelation_steps": gair.autocorrelation_steps,
+        "max_abs_effect_difference_in_normal_sds": float(np.max(np.abs(gair.mean - laplace.mean) / laplace.sd)),
+        "credible_under_one_prior_only": sorted(normal_table.index[normal_table["credible"] != gair_table["credible"]]),
+        "odds_ratio_normal_vs_gair": {
+            name: [round(float(normal_table.loc[name, "odds_ratio"]), 3), round(float(gair_table.loc[name, "odds_ratio"]), 3)]
+            for name in normal_table.index
+        },
+    }
 
 
 def main() -> None:
@@ -65,7 +75,7 @@ def main() -> None:
     x, _ = standardised(property_differences(frame, cfg.dissect))
     target, weight = label_targets(frame["label"].to_numpy(), "drop")
     keep = weight > 0
-    laplace = fit_posterior(x.to_numpy()[keep], target[keep], prior_sd=cfg.dissect.prior_sd)
+    laplace = fit_posterior(x.to_numpy()[keep], target[keep], prior_sd=cfg.dissect.prior_sd, names=list(x.columns))
     groups = prompt_groups(frame).astype(str).to_numpy()[keep]
     clustered = clustered_covariance(x.to_numpy()[keep], target[keep], laplace, groups, prior_sd=cfg.dissect.prior_sd)
     ratio = np.sqrt(np.diag(clustered)) / laplace.sd
@@ -82,18 +92,16 @@ def main() -> None:
         "dissect_inner_seconds": out["summary"]["seconds"],
         "scenario_pairs": out["summary"]["scenario_pairs"],
     }
+    rows, labels = x.to_numpy()[keep], target[keep]
     try:
         started = time.perf_counter()
-        mean, sd = sampled_posterior(x.to_numpy()[keep], target[keep], cfg.dissect.prior_sd, args.mcmc_steps, seed=0)
-        result["mcmc"] = {
-            "sampler": "emcee (affine-invariant ensemble), second half of each walker's chain",
-            "steps": args.mcmc_steps,
-            "seconds": time.perf_counter() - started,
-            "max_abs_mean_difference_in_laplace_sds": float(np.max(np.abs(mean - laplace.mean) / laplace.sd)),
-            "sd_ratio_range_mcmc_over_laplace": [float(np.min(sd / laplace.sd)), float(np.max(sd / laplace.sd))],
-        }
+        sampled = sample_posterior(rows, labels, prior=Prior("normal", cfg.dissect.prior_sd), steps=args.mcmc_steps)
+        result["mcmc"] = compared_with_laplace(sampled, laplace, time.perf_counter() - started, args.mcmc_steps)
+        started = time.perf_counter()
+        gair = sample_posterior(rows, labels, prior=Prior("laplace", 0.1), steps=args.mcmc_steps, names=list(x.columns))
+        result["gair_prior"] = gair_prior_line(gair, laplace, time.perf_counter() - started)
     except ImportError:
-        result["mcmc"] = "emcee not installed (pip install -r requirements-bench.txt)"
+        result["mcmc"] = "emcee not installed (pip install -r requirements.txt)"
     print(json.dumps(result, indent=2))
 
 

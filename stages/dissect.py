@@ -3,7 +3,9 @@ with --row and --model, the SHAP waterfall of one pair (models/dissection/).
 
 Run directory (a unit): effects.csv/.png (every judge × property), scenarios.csv/.png (labels judge: odds ratio
 per property × scenario; a scenario with too few pairs is reported, not fitted), judges.csv/.png (correlation
-of the judges' effect vectors), shap_<id>.csv/.png (with --row), summary.json, config.toml, manifest.json.
+of the judges' effect vectors), shap_<id>.csv/.png (with --row), summary.json (the prior used; per judge, the
+pairs it leaves out and those dropped because another judge left them out: every judge is fitted on the pairs all
+judges keep), config.toml, manifest.json.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ class Posterior:
     cov: np.ndarray
     n_pairs: float
     draws: np.ndarray | None = None  # sampled posteriors: draws × effects; intervals are their quantiles
+    autocorrelation_steps: float | None = None  # sampled: the longest integrated autocorrelation time, in steps
 
     @property
     def sd(self) -> np.ndarray:
@@ -159,9 +160,11 @@ def sample_posterior(
     with threadpool_limits(1):  # rows × walkers/2 products: BLAS threads cost more than they save
         sampler.run_mcmc(start, steps, progress=False)
     draws = sampler.get_chain(discard=steps // 2, flat=True)
+    # tol=0: the estimate is reported (bench/dissection.py), not refused for a chain shorter than 50 of it
+    tau = float(np.max(emcee.autocorr.integrated_time(sampler.get_chain(discard=steps // 2), tol=0)))
     names = list(names) if names is not None else [f"x{i}" for i in range(x.shape[1])]
     cov = np.atleast_2d(np.cov(draws, rowvar=False))
-    return Posterior(names, draws.mean(axis=0), cov, float(weight.sum()), draws=draws)
+    return Posterior(names, draws.mean(axis=0), cov, float(weight.sum()), draws=draws, autocorrelation_steps=tau)
 
 
 def posterior(x, target, weight, prior: Prior, mcmc_steps: int, names=None) -> Posterior:
