@@ -61,17 +61,24 @@ def test_clustered_intervals_widen_by_the_copies_a_cluster_holds_and_match_indep
     np.testing.assert_allclose(np.sqrt(np.diag(clustered)) / copies.sd, 2.0, atol=0.2)
 
 
-def test_clustered_covariance_with_one_row_per_cluster_is_the_bread_around_the_datas_information():
-    # a 1-D well-specified case with a prior as strong as the data: the sandwich H⁻¹ I H⁻¹, where the data's
-    # information I is the posterior precision H (from the tested Laplace fit) less the prior's precision
+def test_clustered_covariance_with_one_row_per_cluster_is_the_laplace_covariance_in_a_well_specified_model():
+    # a 1-D well-specified case with a prior as strong as the data: the meat is the data's information I plus the
+    # prior's precision P, the bread H = I + P, so the sandwich is H⁻¹, the tested Laplace fit's variance
     rng = np.random.default_rng(8)
     x = rng.normal(0.0, 0.05, size=(3000, 1))
     y = (rng.random(3000) < 1 / (1 + np.exp(-1.5 * x[:, 0]))).astype(float)
     fitted = fit_posterior(x, y, prior_sd=0.8)
-    precision = 1 / fitted.cov[0, 0]
-    information = precision - 1 / 0.8**2
     sandwich = clustered_covariance(x, y, fitted, np.arange(3000), prior_sd=0.8)
-    assert sandwich[0, 0] == pytest.approx(information / precision**2, rel=0.05)
+    assert sandwich[0, 0] == pytest.approx(fitted.cov[0, 0], rel=0.05)
+
+
+def test_a_property_the_data_say_nothing_about_keeps_the_priors_width_in_the_clustered_covariance():
+    x, y = simulated(2000, 3)
+    x = np.column_stack([x, np.zeros(len(x))])  # a property that never differs within a pair
+    fitted = fit_posterior(x, y, prior_sd=2.5)
+    clustered = clustered_covariance(x, y, fitted, np.arange(len(x)) // 10, prior_sd=2.5)
+    assert np.sqrt(clustered[-1, -1]) == pytest.approx(2.5, rel=1e-9)
+    assert np.sqrt(np.diag(clustered))[:-1].max() < 0.5  # the data decide the others
 
 
 def nearly_gaussian_1d(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -182,18 +182,21 @@ def clustered_covariance(
     weight: np.ndarray | None = None,
     prior_sd: float = 2.5,
 ) -> np.ndarray:
-    """The sandwich covariance H⁻¹ (Σ_g s_g s_gᵀ) H⁻¹ at the posterior mode, s_g the summed score of cluster g's rows.
+    """The sandwich covariance H⁻¹ (Σ_g s_g s_gᵀ + P) H⁻¹ at the posterior mode, s_g the summed score of cluster g's
+    rows and P the prior's precision.
 
     Pairs sharing a prompt are not independent evidence (the same answers recur in many pairs of a prompt); the
-    Laplace covariance H⁻¹ treats them as if they were. With every row its own cluster and a well-specified
-    model, the sandwich is close to H⁻¹; rows that copy each other within a cluster widen it by the copies' share.
-    The prior enters through H only: an effect the data say nothing about gets no width here (a sandwich
-    describes the data's evidence, not the prior's)."""
+    Laplace covariance H⁻¹ treats them as if they were. The prior is one more independent source of evidence whose
+    score varies by its precision, so it enters the meat as P as well as the bread: an effect the data say nothing
+    about keeps the prior's width (H = P, meat P), and with every row its own cluster and a well-specified model
+    the sandwich is the Laplace covariance H⁻¹; rows that copy each other within a cluster widen it by the copies'
+    share."""
     x, target, weight = as_arrays(x, target, weight)
     scores = row_scores(posterior.mean, x, target, weight)
     _, cluster = np.unique(np.asarray(groups).astype(str), return_inverse=True)
     summed = np.zeros((cluster.max() + 1, x.shape[1]))
     np.add.at(summed, cluster, scores)
-    bread = np.linalg.inv(posterior_hessian(posterior.mean, x, weight, 1.0 / prior_sd**2))
-    cov = bread @ (summed.T @ summed) @ bread
+    prior_precision = 1.0 / prior_sd**2
+    bread = np.linalg.inv(posterior_hessian(posterior.mean, x, weight, prior_precision))
+    cov = bread @ (summed.T @ summed + prior_precision * np.eye(x.shape[1])) @ bread
     return (cov + cov.T) / 2
