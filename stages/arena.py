@@ -152,6 +152,28 @@ def load_book(cfg):
     return frame, AnswerBook.from_pairs(frame, cfg.data.train)
 
 
+def check_judge_flags(cfg) -> None:
+    """A setting that this judge set would not read is refused, naming its flag."""
+    judge = cfg.judge
+    unread = [
+        (
+            "--train",
+            bool(judge.votes) and cfg.data.train != type(cfg.data)().train,
+            "with --votes (the battles file is the data)",
+        ),
+        ("--crowd", bool(judge.votes) and bool(judge.crowd), "with --votes (crowd judges read answers; votes have none)"),
+        ("--noise", judge.noise != 0 and not judge.grades, "without --grades (only the graded oracle adds noise)"),
+        (
+            "--per-judge-search",
+            cfg.arena.per_judge_search and len(judge.sources()) + len(judge.crowd) < 2,
+            "with a single judge (its own search is the crowd's search)",
+        ),
+    ]
+    for flag, refused, reason in unread:
+        if refused:
+            raise InputError(f"{flag} is not read {reason}: leave it out")
+
+
 def run_arena(cfg) -> dict:
     from analysis.arena.adaptive import spend
     from analysis.arena.log import JudgmentLog, log_path
@@ -161,6 +183,7 @@ def run_arena(cfg) -> dict:
     judge, rank = cfg.judge, cfg.arena
     if not judge.sources() and not judge.crowd:
         raise InputError("name a judge: --judge-run, --judge-model, --verdicts, --grades, --llm, --votes or --crowd")
+    check_judge_flags(cfg)
     data_file = judge.votes or cfg.data.train
     check_run(cfg)
     check_style_names(rank.style_features)
