@@ -182,7 +182,9 @@ def merge_shards(plan: Plan, shard_dir: Path, ids, partial: bool = False) -> np.
     present = [s for s in range(len(plan.shards)) if not partial or shard_path(shard_dir, s).exists()]
     frames = [load_predictions(check_sealed(shard_path(shard_dir, s), plan.fingerprint, hint)) for s in present]
     expected = sum(len(b) for s in present for b in plan.shards[s])
-    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"item": [], "swapped": []})
+    # no shard on disk (a time budget spent before the first one): no rows, with the columns rows would have
+    empty = pd.DataFrame({"item": [], "swapped": [], "id": [], **{c: [] for c in LABEL_COLUMNS}})
+    items = pd.concat(frames, ignore_index=True) if frames else empty
     if items["item"].duplicated().any() or len(items) != expected:
         raise InputError("shard files do not cover every item exactly once; rerun with --fresh", shard_dir)
     sides = [False, True] if len(plan.sequences) > len(ids) else [False]

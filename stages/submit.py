@@ -138,7 +138,7 @@ def run(cfg: SubmitConfig, fresh: bool = False) -> dict:
     started = time.time()
     components, weights, temperature = blend_plan(cfg)
     inputs = [cfg.test, cfg.blend, *(c.run_dir for c in components), *cfg.base_models]
-    check_outputs([cfg.submission], inputs, cfg.run_dir, SUBMIT_KIND)
+    check_outputs([], inputs, cfg.run_dir, SUBMIT_KIND, [cfg.submission])  # the submission is a file, not a folder
     for comp in components:
         check_component(comp, cfg)
     test = load_arena_csv(cfg.test, require_labels=False)
