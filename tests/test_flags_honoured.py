@@ -188,8 +188,8 @@ def kaggle_inputs(common: list[str]) -> None:
         assert main(["cv", *common, "--out", run, *leaves]) == 0
         assert main(["fit", "--train", "train.csv", "--out", run, *LGBM, *leaves]) == 0
     assert main(["blend", "--runs", "runs/sa", "runs/sb", "--out", "runs/sbl", "--submission", "subs/sbl.csv"]) == 0
-    tt = ["--config", "tiny.toml", "--train", "train.csv", "--test", "test.csv", "--folds", "2", "--out", "runs/tt"]
-    assert main(["train-transformer", *tt]) == 0
+    transformer = ["--config", "tiny.toml", "--train", "train.csv", "--test", "test.csv", "--folds", "2", "--out", "runs/folded"]
+    assert main(["train-transformer", *transformer]) == 0
     Path("wheels").mkdir()
     Path("wheels/probe-0.1-py3-none-any.whl").write_bytes(b"carried as is")
     lgbm = "max_rounds = 8\nearly_stopping_rounds = 3\nmin_data_in_leaf = 3\nnum_threads = 1\ninner_folds = 2\n"
@@ -317,7 +317,7 @@ def wrote_all(*paths: str) -> Callable[[Path], None]:
 
 
 def submit_scored_again(root: Path) -> None:
-    facts = json.loads((root / "runs/sub/submit_summary.json").read_text())["components"]["tt"]["model0"]
+    facts = json.loads((root / "runs/sub/submit_summary.json").read_text())["components"]["folded"]["model0"]
     assert facts["shards_scored"] == facts["shards"] > 0, facts
 
 
@@ -346,7 +346,7 @@ def recipe_made(root: Path) -> None:
 
 
 SUBMIT = ["submit", "--test", "test.csv", "--submission", "subs/s.csv", "--out", "runs/sub"]
-ENGINE = [*SUBMIT, "--runs", "runs/tt", "--base-model", "llama"]
+ENGINE = [*SUBMIT, "--runs", "runs/folded", "--base-model", "llama"]
 RECIPE = ["recipe", "--config", "recipe.toml", "--test", "test.csv", "--folds", "2"]
 INFER = ["infer", "--test", "test.csv", "--model-path", "bert", "--out", "runs/inf", "--max-length", "64"]
 PLB = ["prompt-leaderboard", "--train", "plb/pairs.csv", *LGBM[:8], "--set", 'features.groups=["lengths"]']
@@ -483,7 +483,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "bundle": [
         Case(["bundle", "--blend", "runs/sbl", "--out", "bundles/b", "--wheels-dir", "wheels", "--devices", "cpu:1", "--time-budget", "60"], ("--blend", "--out", "--wheels-dir", "--devices", "--time-budget"), check=bundled),
-        Case(["bundle", "--runs", "runs/tt", "--base-model", "llama", "--out", "bundles/t"], ("--runs", "--base-model")),
+        Case(["bundle", "--runs", "runs/folded", "--base-model", "llama", "--out", "bundles/t"], ("--runs", "--base-model")),
         Case(["bundle", "--runs", "runs/sa", "--name", "named"], ("--name",), check=wrote("bundles/named")),
     ],
     "recipe": [
