@@ -8,6 +8,10 @@ python bench/arena.py votes [--sizes 13,26,53] [--repeats 5] [--out docs/figures
     vote, the same sample without replacement), and the adaptive procedure (insertion at a small k, then
     analysis/arena/adaptive.py). Mean ± sd over `--repeats` seeds (model draw, seed models, insertion order,
     vote samples).
+python bench/arena.py bound [--step 5]
+    What any allocation of votes could reach on arena-140k's 53 models (bench/arena_bound.py): expected
+    discordant pairs of round-robin and of a greedy allocation that knows the true ratings, at shares of
+    round-robin's votes at k = 10.
 python bench/arena.py graded [--judge-run runs/m13/lgbm] [--out docs/figures]
     arena-bench-pairs (13 models, graded answers): truth the mean-grade ranking; judges the graded oracle with
     noise and a run's out-of-fold predictions; round-robin, insertion and random pairs with the insertion's
@@ -230,9 +234,16 @@ def main() -> None:
     graded.add_argument("--repeats", type=int, default=10)
     graded.add_argument("--seeds", type=int, default=3, help="seed models ranked round-robin")
     graded.add_argument("--out", default="")
+    bound = sub.add_parser("bound")
+    bound.add_argument("--battles", default="../shared/data/arena-140k-battles/battles.csv")
+    bound.add_argument("--step", type=int, default=5, help="votes the oracle adds to a pair at a time")
     args = parser.parse_args()
     if args.study == "votes":
         result = summarise_runs(pd.read_csv(args.from_runs), args) if args.from_runs else votes_study(args)
+    elif args.study == "bound":
+        from arena_bound import bound_study
+
+        result = bound_study(args)
     else:
         from arena_graded import graded_study
 
