@@ -8,6 +8,7 @@ and skipped when the loop runs again, so a long run resumes fold by fold.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FACTS_FILE = "fold_facts.json"
 MODEL_DIR = "model"
+FOLD_KEY = "made_from"  # in a fold unit's manifest facts: its `fold_key`
 
 
 @dataclass
@@ -64,36 +66,42 @@ class FoldStore:
     (optionally) its model, each committed as a unit. With `writer=False` (the other ranks of a data-parallel
     run, whose rank 0 writes) it reads finished folds but writes nothing."""
 
-    def __init__(self, root: str | Path, save_models: bool = True, writer: bool = True):
+    def __init__(self, root: str | Path, save_models: bool = True, writer: bool = True, basis: str = ""):
         self.root = Path(root)
         self.save_models = save_models
         self.writer = writer
+        self.basis = basis  # what the run's folds are made from (settings, data): a fold made from another is stale
 
     def fold_dir(self, fold: int) -> Path:
         return self.root / f"fold{fold}"
 
-    def done(self, fold: int) -> bool:
-        """Whether the fold is finished: its unit (and its model's) is there and checks out against its manifest. A
-        damaged unit (a file changed or torn, the manifest edited) is not finished: the writer removes it, with a
-        warning, and the fold is trained again (a fold is made from the run's inputs alone, so nothing is lost)."""
+    def done(self, fold: int, key: str = "") -> bool:
+        """Whether the fold is finished: its unit (and its model's) is there, checks out against its manifest, and was
+        made from what this run's fold is made from (`key`: the settings, data and rows; see `fold_key`). A damaged
+        unit (a file changed or torn, the manifest edited) or a stale one (a rerun into the same folder with other
+        data or settings) is not finished: the writer removes it, with a warning, and the fold is trained again (a
+        fold is made from the run's inputs alone, so nothing is lost)."""
         directory = self.fold_dir(fold)
         if not (directory / MANIFEST_FILE).exists():
             return False
         try:
-            read_manifest(directory, RunKind.FOLD)
+            manifest = read_manifest(directory, RunKind.FOLD)
             if self.save_models:
                 read_manifest(directory / MODEL_DIR, RunKind.MODEL)
+            made_from = manifest.get("facts", {}).get(FOLD_KEY)
+            if key and made_from != key:
+                raise InputError("it was made from other data or settings than this run's")
         except InputError as err:
-            log.warning("fold %d is damaged (%s): it is trained again", fold, err)
+            log.warning("fold %d is damaged or stale (%s): it is trained again", fold, err)
             if self.writer:
                 shutil.rmtree(directory)
             return False
         return True
 
-    def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator) -> None:
+    def save(self, fold: int, ids, probs, test_ids, test_probs, facts: dict, estimator, key: str = "") -> None:
         if not self.writer:
             return
-        with staged_unit(self.fold_dir(fold), RunKind.FOLD, facts) as staging:
+        with staged_unit(self.fold_dir(fold), RunKind.FOLD, facts | ({FOLD_KEY: key} if key else {})) as staging:
             save_predictions(staging / OOF_FILE, ids, probs)
             if test_probs is not None:
                 save_predictions(staging / TEST_FILE, test_ids, test_probs)
@@ -109,7 +117,18 @@ class FoldStore:
         test = None
         if test_ids is not None and (directory / TEST_FILE).exists():
             test = probabilities_for(load_predictions(directory / TEST_FILE), test_ids)
-        return probs, test, dict(manifest.get("facts", {}))
+        facts = dict(manifest.get("facts", {}))
+        facts.pop(FOLD_KEY, None)
+        return probs, test, facts
+
+
+def fold_key(basis: str, fold: int, fit_ids: np.ndarray, fit_labels: np.ndarray, valid_ids: np.ndarray, test_ids) -> str:
+    """What one fold is made from: the run's basis (settings and data digests), its training rows and their labels,
+    the rows it scores and the test rows."""
+    digest = hashlib.sha256(f"{basis}|{fold}".encode())
+    for part in (fit_ids, fit_labels, valid_ids, () if test_ids is None else test_ids):
+        digest.update(("\n".join(map(str, part)) + f"|{len(part)}|").encode("utf-8"))
+    return digest.hexdigest()
 
 
 def subsample(rows: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -166,7 +185,12 @@ def cross_fit(
     for fold in progress(chosen, description):
         fit_rows = subsample(np.flatnonzero(folds != fold), max_train_rows, subsample_seed + fold)
         valid_rows = subsample(np.flatnonzero(folds == fold), max_valid_rows, subsample_seed + fold)
-        if store is not None and store.done(fold):
+        key = (
+            ""
+            if store is None or not store.basis
+            else fold_key(store.basis, fold, ids[fit_rows], y[fit_rows], ids[valid_rows], test_ids)
+        )
+        if store is not None and store.done(fold, key):
             log.info("fold %d already finished in %s: skipped", fold, store.root)
             probs, fold_test, facts = store.load(fold, ids[valid_rows], test_ids)
         else:
@@ -185,7 +209,7 @@ def cross_fit(
             if inspect is not None:
                 extras[fold] = inspect(fold, estimator)
             if store is not None:
-                store.save(fold, ids[valid_rows], probs, test_ids, fold_test, facts, estimator)
+                store.save(fold, ids[valid_rows], probs, test_ids, fold_test, facts, estimator, key)
             # a fold's model is done with: free it (a GPU model would otherwise live on into the next fold's fit)
             getattr(estimator, "release", lambda: None)()
             del estimator

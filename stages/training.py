@@ -11,9 +11,11 @@ a validated submission file. `predict` reads the test file in chunks of whole pr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from functools import cache
 from pathlib import Path
 from typing import ClassVar
@@ -26,7 +28,7 @@ from competition.crossfit import MODEL_DIR, CrossFitResult, FoldStore, cross_fit
 from competition.errors import InputError
 from competition.folds import folds_for
 from competition.progress import progress
-from competition.rundir import MANIFEST_FILE, RunKind, check_outputs, check_run, run_unit
+from competition.rundir import MANIFEST_FILE, RunKind, check_outputs, check_run, file_digest, run_unit
 from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from competition.submission import write_submission
 from data.labelled import load_labelled, load_unlabelled
@@ -133,6 +135,29 @@ class CVRun:
         return self.report.get("importance")
 
 
+# where the run goes and how a call is driven, not what its folds are made from
+NOT_IN_FOLD_BASIS = {"name", "runs_dir", "out", "submissions_dir", "submission", "base_models", "predict"}
+DRIVING_ONLY = {"stop_after_steps", "num_threads"}  # a killed run resumes with or without them
+
+
+def fold_basis(cfg: TrainingConfig) -> str:
+    """The digest of what a fold-keeping run's folds are made from: its settings and its data files' contents (a
+    rerun into the same folder with other data or settings trains its folds again rather than reusing them)."""
+
+    def settings(value):
+        if isinstance(value, dict):
+            return {k: settings(v) for k, v in value.items() if k not in DRIVING_ONLY}
+        return value
+
+    kept = {k: settings(v) for k, v in asdict(cfg).items() if k not in NOT_IN_FOLD_BASIS}
+    data = {
+        name: file_digest(Path(path))
+        for name, path in zip(("train", "test", "extra", "unlabeled", "grades"), cfg.inputs()[:5], strict=True)
+        if path
+    }
+    return hashlib.sha256(json.dumps({"settings": kept, "data": data}, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
     """Grouped K-fold through the cross-fit loop: out-of-fold predictions, per-fold scores, fold-averaged test
     predictions. A family whose folds are kept on disk resumes fold by fold, and its run's files are always combined
@@ -148,7 +173,9 @@ def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
     folds = folds_for(train, cfg.cv)
     plan = flow.plan(cfg, chosen, train, test)
     y, groups = train["label"].to_numpy(), train["group"].to_numpy()
-    store = FoldStore(cfg.run_dir / FOLDS_DIR, writer=ranks.is_main) if flow.keeps_folds and write else None
+    store = (
+        FoldStore(cfg.run_dir / FOLDS_DIR, writer=ranks.is_main, basis=fold_basis(cfg)) if flow.keeps_folds and write else None
+    )
     common = dict(store=store, **{k: v for k, v in plan.options.items() if k != "only_folds"})
     result = cross_fit(
         plan.make,

@@ -73,6 +73,36 @@ def test_a_rerun_skips_the_finished_folds(root):
     pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"), oof)
 
 
+def test_a_rerun_into_the_same_folder_with_other_data_or_settings_trains_its_folds_again(root, tmp_path):
+    """A finished fold is reused only for the run it was made for: the same file rewritten with other prompt texts
+    (same path, ids and outcomes) or another penalty retrains every fold, and the run equals a fresh one."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("battles.csv", "grades.csv"):
+        shutil.copy(root / name, data / name)
+
+    def train_on(out: Path, *extra: str) -> pd.DataFrame:
+        argv = ["train-p2l", "--train", str(data / "battles.csv"), "--grades", str(data / "grades.csv"), "--folds", "3"]
+        assert main([*argv, "--out", str(out), *sets(root), *extra]) == 0
+        return pd.read_parquet(out / "coefficients.parquet")
+
+    first = train_on(tmp_path / "reused")
+    # the same ids and outcomes, but every code prompt now reads as a poem and back: only the text differs
+    other = pd.read_csv(root / "battles.csv")
+    texts = dict(zip(other["question_id"], other["prompt"], strict=False))
+    order = sorted(texts)
+    other["prompt"] = other["question_id"].map(dict(zip(order, [texts[q] for q in order[1:] + order[:1]], strict=True)))
+    other.to_csv(data / "battles.csv", index=False)
+    second = train_on(tmp_path / "reused")
+    assert not np.allclose(first["coefficient"], second["coefficient"])
+    pd.testing.assert_frame_equal(second, train_on(tmp_path / "fresh"))
+    third = train_on(tmp_path / "reused", "--set", "head.l2_features=[5.0]")
+    assert not np.allclose(third["coefficient"], second["coefficient"])
+    pd.testing.assert_frame_equal(third, train_on(tmp_path / "fresh_l2", "--set", "head.l2_features=[5.0]"))
+
+
 def test_the_run_joins_a_blend(root):
     from competition.settings import DataConfig
     from data.labelled import load_labelled
