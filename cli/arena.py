@@ -63,5 +63,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = config_from_args(ArenaConfig, args, FLAGS["arena"])
     out = run_arena(cfg)
     print_table(f"arena ranking ({out['summary']['judgments']} judgments)", out["table"], digits=3)
+    if "budget_note" in out["summary"]:
+        console.print(out["summary"]["budget_note"])
     console.print(f"wrote {cfg.run_dir}")
     return 0

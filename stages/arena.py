@@ -11,6 +11,7 @@ Every input, setting and comparison the procedure may need is checked before the
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from itertools import combinations
 from pathlib import Path
@@ -211,8 +212,12 @@ def run_arena(cfg) -> dict:
     arena = Arena(book, judges, settings, log, speaks_for)
     arena.rank(seeds, others)
     inserted = arena.judgments()
+    budget_note = None
     if rank.budget > inserted:
         spend(arena, rank.budget, rank.adaptive_step)
+    elif rank.budget:
+        budget_note = f"arena.budget {rank.budget} is not above the insertion pass's {inserted} verdicts: nothing left to spend"
+        logging.getLogger(__name__).warning(budget_note)
     table = arena.table(models, covariates)
     summary = {
         "models": len(models),
@@ -223,6 +228,7 @@ def run_arena(cfg) -> dict:
         "judges": {name: speaks_for.get(name) for name in judges},
         "log": str(log.path.relative_to(cfg.run_dir)),
         "log_head": log.head,
+        **({"budget_note": budget_note} if budget_note else {}),
     }
     with run_unit(cfg, {"models": len(models)}) as staging:
         table.to_csv(staging / "ranking.csv", index=False)

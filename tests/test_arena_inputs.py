@@ -198,7 +198,7 @@ def test_a_crowd_with_too_few_judging_seed_models_is_refused(pairs_csv, tmp_path
     assert "three seed models need a judge" in capsys.readouterr().err
 
 
-def test_recorded_votes_rank_the_models_of_a_battles_file(tmp_path):
+def test_recorded_votes_rank_the_models_of_a_battles_file(tmp_path, capsys):
     rng = np.random.default_rng(0)
     strength = {m: i / 2 for i, m in enumerate(MODELS)}
     rows = []
@@ -215,6 +215,12 @@ def test_recorded_votes_rank_the_models_of_a_battles_file(tmp_path):
     assert summary["judgments"] == 2000 and summary["judgments_insertion"] < 2000
     order = ranking(out)
     assert order[0] == "model7" and order[-1] == "model0"
+    # a budget the insertion pass already used up is said, not silently ignored
+    small = [*argv[:-1], "10"]
+    small[small.index("--out") + 1] = str(tmp_path / "small")
+    assert main(small) == 0
+    note = json.loads((tmp_path / "small" / "summary.json").read_text())["budget_note"]
+    assert "arena.budget 10 is not above the insertion pass's" in note and "nothing left to" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
