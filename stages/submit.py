@@ -172,6 +172,13 @@ def run(cfg: SubmitConfig, fresh: bool = False) -> dict:
     return summary
 
 
+def holds_transformer_runs(cfg: SubmitConfig) -> bool:
+    """Whether any run to score holds a transformer fold model: the only models the scoring settings, the base-model
+    folders, the time budget and a fresh start reach (a LightGBM run scores in one call)."""
+    components, _, _ = blend_plan(cfg)
+    return any(not _is_cheap(comp) for comp in components)
+
+
 def _fold_settings(model_dir: Path, cfg: SubmitConfig):
     from models.transformer.estimator import fold_model_settings, saved_settings
 

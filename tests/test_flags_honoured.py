@@ -479,6 +479,8 @@ CASES: dict[str, list[Case]] = {
         Case([*ENGINE, "--time-budget", "1e-9"], ("--time-budget",), exit=2, refused_text="time budget ran out"),
         Case([*ENGINE, "--fresh"], ("--fresh",), check=submit_scored_again, before=ENGINE),
         Case([*SUBMIT, "--runs", "runs/sa"], ("--submission", "--out"), check=wrote_all("subs/s.csv", "runs/sub/submit_summary.json")),
+        # a LightGBM run scores in one call: the transformer-only flags would be unread there, so they are refused
+        Case([*SUBMIT, "--runs", "runs/sa", "--time-budget", "60"], ("--time-budget",), exit=2, refused_text="no run to score holds a transformer"),
         Case(["submit", "--test", "test.csv", "--runs", "runs/sa", "--submission", "subs/n.csv", "--name", "named"], ("--name",), check=wrote("runs/submit/named")),
     ],
     "bundle": [
