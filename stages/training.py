@@ -141,20 +141,26 @@ DRIVING_ONLY = {"stop_after_steps", "num_threads"}  # a killed run resumes with 
 
 
 def fold_basis(cfg: TrainingConfig) -> str:
-    """The digest of what a fold-keeping run's folds are made from: its settings and its data files' contents (a
-    rerun into the same folder with other data or settings trains its folds again rather than reusing them)."""
+    """The digest of what a fold-keeping run's folds are made from: its settings, its data files' contents and the
+    manifests of the runs it reads (a teacher), so a rerun into the same folder with other data or settings trains its
+    folds again rather than reusing them."""
 
     def settings(value):
         if isinstance(value, dict):
             return {k: settings(v) for k, v in value.items() if k not in DRIVING_ONLY}
         return value
 
+    def contents(path: Path) -> str:
+        if path.is_file():
+            return file_digest(path)
+        if (path / MANIFEST_FILE).is_file():  # a run: its manifest digests its files
+            return file_digest(path / MANIFEST_FILE)
+        if path.is_dir():  # a model folder (gigabytes): its files' names and sizes
+            return json.dumps(sorted((str(f.relative_to(path)), f.stat().st_size) for f in path.rglob("*") if f.is_file()))
+        return "absent"
+
     kept = {k: settings(v) for k, v in asdict(cfg).items() if k not in NOT_IN_FOLD_BASIS}
-    data = {
-        name: file_digest(Path(path))
-        for name, path in zip(("train", "test", "extra", "unlabeled", "grades"), cfg.inputs()[:5], strict=True)
-        if path
-    }
+    data = {str(path): contents(Path(path)) for path in cfg.inputs() if path}
     return hashlib.sha256(json.dumps({"settings": kept, "data": data}, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,3 +172,35 @@ def test_a_killed_ray_features_build_leaves_no_process_behind_and_resumes(tmp_pa
     run_cli(argv, tmp_path)  # here, in this process: the parts built before the kill are kept
     summary = json.loads((tmp_path / "feat" / "summary.json").read_text())
     assert summary["skipped"] >= 1 and summary["built"] + summary["skipped"] == summary["parts"]
+
+
+def test_the_fold_basis_follows_settings_data_and_the_runs_read_not_where_the_run_goes(tmp_path):
+    """What decides whether a finished fold may be reused: its settings, its data files' contents and the runs it
+    reads (a teacher), not its name, its output folder or how a call is driven (a killed run resumes without them)."""
+    from competition.config import load_config
+    from competition.rundir import RunKind, staged_unit
+    from stages.training import fold_basis, training_config
+
+    train, teacher = tmp_path / "train.csv", tmp_path / "teacher"
+    train.write_text("id\n1\n", encoding="utf-8")
+    with staged_unit(teacher, RunKind.CV, {"made": 1}):
+        pass
+
+    def basis(*overrides: str) -> str:
+        cfg = load_config(
+            training_config("transformer"),
+            "configs/transformer/minilm.toml",
+            [f"data.train={str(train)!r}", 'data.test=""', f"train.teacher={str(teacher)!r}", *overrides],
+        )
+        return fold_basis(cfg)
+
+    first = basis()
+    assert basis("name='elsewhere'", f"out={str(tmp_path / 'o')!r}", "train.stop_after_steps=3", "train.num_threads=1") == first
+    assert basis("train.learning_rate=0.001") != first
+    train.write_text("id\n2\n", encoding="utf-8")  # same path, other contents
+    second = basis()
+    assert second != first
+    shutil.rmtree(teacher)
+    with staged_unit(teacher, RunKind.CV, {"made": 2}):  # the teacher run rebuilt in place
+        pass
+    assert basis() != second
