@@ -197,9 +197,9 @@ def field_win_rates(theta: np.ndarray, tie: np.ndarray, tie_model: str, opponent
     return rates
 
 
-def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str], opponent: np.ndarray | None = None) -> np.ndarray:
-    """(prompts, models) win rates against the field of `models` (or the `opponent` weights over them), from each
-    prompt's held-out coefficients."""
+def held_out_coefficients(run_dir: str, prompt_ids, models: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """(prompts, models) coefficients of each prompt from the fold model that never saw it, (prompts,) tie
+    parameters and the run's tie model: what `field_win_rates` turns into a router's utilities."""
     table = out_of_fold_table(run_dir)
     coefficients = table.pivot_table(index="group", columns="model", values="coefficient")
     ties = table.drop_duplicates("group").set_index("group")["tie"]
@@ -215,18 +215,16 @@ def out_of_fold_win_rates(run_dir: str, prompt_ids, models: list[str], opponent:
     theta = coefficients.loc[wanted, models].to_numpy(dtype=np.float64)
     if np.isnan(theta).any():
         raise InputError("some held-out coefficients are missing (a fold model never saw one of the models)", run_dir)
-    tie_model = load_p2l_run(run_dir).tie_model
-    return field_win_rates(theta, ties.loc[wanted].to_numpy(dtype=np.float64), tie_model, opponent)
+    return theta, ties.loc[wanted].to_numpy(dtype=np.float64), load_p2l_run(run_dir).tie_model
 
 
-def new_prompt_win_rates(
-    run_dir: str, prompts: list[list[str | None]], models: list[str], opponent: np.ndarray | None = None
-) -> np.ndarray:
-    """(prompts, models) win rates (against the field, or the `opponent` weights) for prompts no model saw: the
-    fold models' mean coefficients."""
+def new_prompt_coefficients(
+    run_dir: str, prompts: list[list[str | None]], models: list[str]
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """`held_out_coefficients` for prompts no model saw: the fold models' mean coefficients and tie parameters."""
     fitted = load_p2l_run(run_dir)
     theta, tie = fold_coefficients(fitted, prompts, chosen_models(fitted, models))
-    return field_win_rates(theta.mean(axis=0), tie.mean(axis=0), fitted.tie_model, opponent)
+    return theta.mean(axis=0), tie.mean(axis=0), fitted.tie_model
 
 
 def out_of_fold_coefficients(model_dirs: list[Path], frame: pd.DataFrame, folds: np.ndarray) -> pd.DataFrame:

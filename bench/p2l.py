@@ -37,7 +37,7 @@ SHARES = (0.125, 0.25, 0.5, 1.0)
 
 
 def figures(run: str, names: str) -> dict:
-    from analysis.p2l import out_of_fold_win_rates
+    from analysis.p2l import field_win_rates, held_out_coefficients
     from analysis.routing.evaluate import evaluate_routing, load_graded
     from analysis.routing.quality import prompt_features
     from analysis.routing.settings import RouterConfig, RoutingConfig
@@ -60,11 +60,12 @@ def figures(run: str, names: str) -> dict:
         cfg = load_config(RoutingConfig, config)
         data = load_graded(cfg)
         X = prompt_features(data.prompts, cfg.quality.embed)
-        p2l = {"p2l_router": out_of_fold_win_rates(run, data.ids, data.models)}
+        coefficients = held_out_coefficients(run, data.ids, data.models)
+        p2l = {"p2l_router": field_win_rates(*coefficients)}
         best = np.nanmean(data.grades, axis=0).argmax()
         lp = {
-            "p2l_lp_router": out_of_fold_win_rates(run, data.ids, data.models),
-            "p2l_lp_router_vs_best": out_of_fold_win_rates(run, data.ids, data.models, np.eye(len(data.models))[best]),
+            "p2l_lp_router": p2l["p2l_router"],
+            "p2l_lp_router_vs_best": field_win_rates(*coefficients, np.eye(len(data.models))[best]),
         }
         for share in SHARES:
             at = replace(cfg, router=RouterConfig(**{**cfg.router.__dict__, "budget_share_of_best": share}))

@@ -30,16 +30,16 @@ def p2l_routes(data: GradedPrompts, test: pd.DataFrame, cfg: RoutingConfig) -> p
     """P2L's choices for each prompt of `test` from the run's fold models' win rates: under the ridge router's rule
     (`p2l_model`) and, with a budget, P2L's own router: a model drawn (seeded) from the per-query LP's policy with
     the budget as each prompt's cost limit (`p2l_lp_model`, and the probability it had)."""
-    from analysis.p2l import new_prompt_win_rates
+    from analysis.p2l import field_win_rates, new_prompt_coefficients
 
     costs, names = cost_vector(data.models, load_costs(cfg), cfg.router.costs_file), np.array(data.models)
-    prompts = test["prompt"].tolist()
-    quality = new_prompt_win_rates(cfg.p2l, prompts, data.models)
+    coefficients = new_prompt_coefficients(cfg.p2l, test["prompt"].tolist(), data.models)
+    quality = field_win_rates(*coefficients)
     if cfg.router.lam is not None:
         return pd.DataFrame({"p2l_model": names[route_lambda(quality, costs, cfg.router.lam)]})
     best = int(np.argmax(np.nanmean(data.grades, axis=0)))
     budget = cfg.router.budget if cfg.router.budget is not None else cfg.router.budget_share_of_best * costs[best]
-    utility = new_prompt_win_rates(cfg.p2l, prompts, data.models, opponent_weights(cfg, data.models))
+    utility = field_win_rates(*coefficients, opponent_weights(cfg, data.models))
     policy = route_per_query(utility, costs, budget)
     drawn = draw_from_policy(policy, np.random.default_rng(cfg.cv.seed))
     return pd.DataFrame(
@@ -76,10 +76,11 @@ def run_route(cfg: RoutingConfig, write: bool = True) -> dict:
     opponent = opponent_weights(cfg, data.models)
     other_routers, per_query_routers = {}, {}
     if cfg.p2l:
-        from analysis.p2l import out_of_fold_win_rates
+        from analysis.p2l import field_win_rates, held_out_coefficients
 
-        other_routers["p2l_router"] = out_of_fold_win_rates(cfg.p2l, data.ids, data.models)
-        per_query_routers["p2l_lp_router"] = out_of_fold_win_rates(cfg.p2l, data.ids, data.models, opponent)
+        coefficients = held_out_coefficients(cfg.p2l, data.ids, data.models)
+        other_routers["p2l_router"] = field_win_rates(*coefficients)
+        per_query_routers["p2l_lp_router"] = field_win_rates(*coefficients, opponent)
     curve, summary, decisions = evaluate_routing(data, X, cfg, other_routers, per_query_routers)
     routed = route_new_prompts(data, X, test, cfg) if test is not None else None
     if routed is not None and cfg.p2l:

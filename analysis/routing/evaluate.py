@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.routing.per_query import decision_columns, per_query_figures
+from analysis.routing.per_query import per_query_figures
 from analysis.routing.quality import PromptQuality, prompt_features
 from analysis.routing.router import mean_cost, route_budget, route_lambda
 from analysis.routing.settings import RoutingConfig
@@ -273,10 +273,12 @@ def evaluate_routing(
         decisions[f"{name}_grade"] = grades[np.arange(len(grades)), choice]
     if per_query_routers:
         baseline = {"cheap": cheap_point["mean_grade"], "gain": gain}
-        more, entries, columns = per_query_figures(per_query_routers, grades, costs, budgets, budget, baseline, cfg.cv.seed)
+        more, entries, columns = per_query_figures(
+            per_query_routers, grades, costs, budgets, budget, baseline, cfg.cv.seed, data.models
+        )
         points += more
         summary.update(entries)
-        decisions = pd.concat([decisions, decision_columns(columns, data.models)], axis=1)
+        decisions = decisions.assign(**columns)
     return pd.DataFrame(points + single + baselines), summary, decisions
 
 

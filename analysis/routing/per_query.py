@@ -9,7 +9,6 @@ grades: what any per-query router could reach; the batch oracle (mean cost ≤ b
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from analysis.routing.router import draw_from_policy, route_per_query
 
@@ -27,6 +26,7 @@ def per_query_figures(
     budget: float,
     baseline: dict,
     seed: int,
+    models: list[str],
 ) -> tuple[list[dict], dict, dict[str, np.ndarray]]:
     """(curve points, summary entries, decision columns) of each randomized router and of the per-query oracle.
 
@@ -56,18 +56,7 @@ def per_query_figures(
         summary[f"{name}_share_of_per_query_oracle_gain_at_budget"] = (
             (at_budget["mean_grade"] - baseline["cheap"]) / per_query_gain if per_query_gain > 0 else None
         )
-        columns[f"{name}_model_index"] = drawn
+        columns[f"{name}_model"] = np.array(models)[drawn]
         columns[f"{name}_probability"] = policy[rows, drawn]
         columns[f"{name}_grade"] = grades[rows, drawn]
     return points, summary, columns
-
-
-def decision_columns(columns: dict[str, np.ndarray], models: list[str]) -> pd.DataFrame:
-    """The decision table's columns with model indices turned into names."""
-    out = {}
-    for key, values in columns.items():
-        if key.endswith("_model_index"):
-            out[key.removesuffix("_index")] = np.array(models)[values]
-        else:
-            out[key] = values
-    return pd.DataFrame(out)
