@@ -37,14 +37,11 @@ TRANSFORMER_ONLY = ("--base-model", "--devices", "--threads", "--dtype", "--toke
 
 
 def main(args: argparse.Namespace) -> int:
-    from competition.errors import InputError
-    from stages.submit import SubmitConfig, holds_transformer_runs, run
+    from stages.submit import SubmitConfig, run
 
     cfg = config_from_args(SubmitConfig, args, FLAGS["submit"])
-    given = [f.name for f in FLAGS["submit"] if f.name in TRANSFORMER_ONLY and getattr(args, f.dest, None) is not None]
-    if given and not holds_transformer_runs(cfg):
-        raise InputError(f"{given[0]}: no run to score holds a transformer fold model, so nothing would read this flag")
-    summary = run(cfg, fresh=bool(args.fresh))
+    given = tuple(f.name for f in FLAGS["submit"] if f.name in TRANSFORMER_ONLY and getattr(args, f.dest, None) is not None)
+    summary = run(cfg, fresh=bool(args.fresh), transformer_only_flags=given)
     shown = {k: summary[k] for k in ("submission", "rows", "rows_blended_from_fewer_runs", "seconds")}
     for name, facts in summary["components"].items():
         shown[f"{name}: models, rows unscored"] = f"{facts['models']}, {facts['rows_unscored']}"

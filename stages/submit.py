@@ -130,13 +130,19 @@ def blend_plan(cfg: SubmitConfig) -> tuple[list[Component], np.ndarray, float]:
     return components, np.asarray(meta["weights"], dtype=np.float64), float(meta.get("temperature", 1.0))
 
 
-def run(cfg: SubmitConfig, fresh: bool = False) -> dict:
-    """Scores the test file, writes the submission (validated, atomically) and the work directory's summary."""
+def run(cfg: SubmitConfig, fresh: bool = False, transformer_only_flags: tuple[str, ...] = ()) -> dict:
+    """Scores the test file, writes the submission (validated, atomically) and the work directory's summary.
+    `transformer_only_flags`: flags given that only a transformer fold model's scoring reads (the scoring settings,
+    base-model folders, time budget, a fresh start); refused when no run to score holds one."""
     from data.loader import load_arena_csv
     from ensemble.blend import BlendWeights, apply_blend_available
 
     started = time.time()
     components, weights, temperature = blend_plan(cfg)
+    if transformer_only_flags and all(_is_cheap(comp) for comp in components):
+        raise InputError(
+            f"{transformer_only_flags[0]}: no run to score holds a transformer fold model, so nothing would read this flag"
+        )
     inputs = [cfg.test, cfg.blend, *(c.run_dir for c in components), *cfg.base_models]
     check_outputs([], inputs, cfg.run_dir, SUBMIT_KIND, [cfg.submission])  # the submission is a file, not a folder
     for comp in components:
@@ -170,13 +176,6 @@ def run(cfg: SubmitConfig, fresh: bool = False) -> dict:
     write_text_atomic(cfg.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
     write_manifest(cfg.run_dir, SUBMIT_KIND)
     return summary
-
-
-def holds_transformer_runs(cfg: SubmitConfig) -> bool:
-    """Whether any run to score holds a transformer fold model: the only models the scoring settings, the base-model
-    folders, the time budget and a fresh start reach (a LightGBM run scores in one call)."""
-    components, _, _ = blend_plan(cfg)
-    return any(not _is_cheap(comp) for comp in components)
 
 
 def _fold_settings(model_dir: Path, cfg: SubmitConfig):
