@@ -85,6 +85,11 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def value_digest(value) -> str:
+    """SHA-256 of a settings-like value (JSON with sorted keys; anything else by its text): a fingerprint."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
 def _unit_files(directory: Path) -> list[Path]:
     """Files of the unit: everything below `directory` except nested units (they have their own manifest)."""
     out = []

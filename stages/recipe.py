@@ -17,7 +17,6 @@ it was in, and the reward head resumes inside its fold from its last checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from competition.errors import InputError
-from competition.rundir import RunKind, check_run, file_digest, read_manifest, run_unit
+from competition.rundir import RunKind, check_run, file_digest, read_manifest, run_unit, value_digest
 from features.registry import FeatureConfig
 from stages.recipe_report import write_report
 from stages.recipe_settings import RecipeConfig
@@ -40,7 +39,7 @@ MODEL_DIR = "model"
 
 
 def _digest(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+    return value_digest(value)[:16]
 
 
 def fingerprints(cfg: RecipeConfig) -> dict[str, str]:

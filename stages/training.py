@@ -11,8 +11,6 @@ a validated submission file. `predict` reads the test file in chunks of whole pr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field, fields, make_dataclass
@@ -28,12 +26,13 @@ from competition.crossfit import MODEL_DIR, CrossFitResult, FoldStore, cross_fit
 from competition.errors import InputError
 from competition.folds import folds_for
 from competition.progress import progress
-from competition.rundir import MANIFEST_FILE, RunKind, check_outputs, check_run, file_digest, run_unit
+from competition.rundir import MANIFEST_FILE, RunKind, check_outputs, check_run, file_digest, run_unit, value_digest
 from competition.settings import CVConfig, DataConfig, RunLocation, submission_file
 from competition.submission import write_submission
 from data.labelled import load_labelled, load_unlabelled
 from data.stream import read_prompt_chunks, scan_prompt_chunks
 from models.registry import FAMILIES, family, load_model
+from models.transformer.model_files import weights_digest
 from stages.families import FOLDS_DIR, workflow
 
 log = logging.getLogger(__name__)
@@ -155,13 +154,13 @@ def fold_basis(cfg: TrainingConfig) -> str:
             return file_digest(path)
         if (path / MANIFEST_FILE).is_file():  # a run: its manifest digests its files
             return file_digest(path / MANIFEST_FILE)
-        if path.is_dir():  # a model folder (gigabytes): its files' names and sizes
-            return json.dumps(sorted((str(f.relative_to(path)), f.stat().st_size) for f in path.rglob("*") if f.is_file()))
+        if path.is_dir():  # a model folder (gigabytes): its weight files' names, sizes, headers and sampled blocks
+            return weights_digest(path)
         return "absent"
 
     kept = {k: settings(v) for k, v in asdict(cfg).items() if k not in NOT_IN_FOLD_BASIS}
     data = {str(path): contents(Path(path)) for path in cfg.inputs() if path}
-    return hashlib.sha256(json.dumps({"settings": kept, "data": data}, sort_keys=True, default=str).encode()).hexdigest()
+    return value_digest({"settings": kept, "data": data})
 
 
 def run_cv(cfg: TrainingConfig, write: bool = True) -> CVRun:
