@@ -21,9 +21,9 @@ from competition.labels import as_probabilities
 from features.answer_score import AnswerScorer, davidson_log_probabilities
 from features.registry import FeatureConfig, attach_features, computed, feature_columns
 from features.trained import load_state, save_state
+from models.registry import META_FILE, read_meta
 
 FAMILY = "pairwise_gbdt"
-META_FILE = "estimator.json"
 SCORER_FILE = "answer_scorer.npz"
 VERSION = 1
 
@@ -84,9 +84,7 @@ class PairwiseGBDT:
     def load(cls, directory: str | Path) -> PairwiseGBDT:
         directory = Path(directory)
         try:
-            meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-            if meta.get("family") != FAMILY or meta.get("version") != VERSION:
-                raise InputError(f"not a {FAMILY} model of format {VERSION}", directory)
+            meta = read_meta(directory, FAMILY, VERSION)
             model = cls(FeatureConfig(tuple(meta["groups"]), cache_dir=None), int(meta["seed"]), int(meta["num_threads"]))
             model.scorer_ = load_state("answer_score", directory / SCORER_FILE)
         except (OSError, ValueError, KeyError, TypeError) as err:

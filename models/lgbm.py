@@ -37,10 +37,10 @@ from features.registry import (
 )
 from features.trained import fit_group, load_state, nested_features, save_state
 from models.distill import expand_rows, soft_targets, teacher_recipe
+from models.registry import META_FILE, read_meta
 
 FAMILY = "lgbm"
 BOOSTER_FILE = "booster.txt"
-META_FILE = "estimator.json"
 META_VERSION = 2
 
 
@@ -280,9 +280,7 @@ class LGBMPreference:
     def load(cls, directory: str | Path) -> LGBMPreference:
         directory = Path(directory)
         try:
-            meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-            if meta.get("family") != FAMILY or meta.get("version") != META_VERSION:
-                raise InputError(f"not a LightGBM model of format {META_VERSION} (found {meta.get('family')!r})", directory)
+            meta = read_meta(directory, FAMILY, META_VERSION, "LightGBM")
             features = meta["features"]
             unknown = {group_of(c) for c in meta["columns"]} - set(FEATURE_GROUPS)
             if unknown:

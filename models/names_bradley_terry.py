@@ -15,9 +15,9 @@ import pandas as pd
 from competition.errors import InputError
 from data.battles import encode_models
 from models.bradley_terry import TIE_MODELS, BradleyTerry, aggregate
+from models.registry import META_FILE, read_meta
 
 FAMILY = "names_bradley_terry"
-META_FILE = "estimator.json"
 OUTCOME_OF_LABEL = np.array([1.0, 0.0, 0.5])  # a wins, b wins, tie
 
 
@@ -63,9 +63,7 @@ class NamesBradleyTerry:
     @classmethod
     def load(cls, directory: str | Path) -> NamesBradleyTerry:
         try:
-            meta = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
-            if meta.get("family") != FAMILY:
-                raise InputError(f"not a {FAMILY} model (found {meta.get('family')!r})", directory)
+            meta = read_meta(directory, FAMILY)
             estimator = cls(meta["tie_model"])
             estimator.models_ = list(meta["models"])
             model = BradleyTerry(len(estimator.models_), estimator.tie_model)

@@ -93,6 +93,16 @@ def save_model(estimator: PreferenceEstimator, directory: str | Path, facts: dic
     return Path(directory)
 
 
+def read_meta(directory: str | Path, family_name: str, version: int | str | None = None, label: str = "") -> dict:
+    """The estimator.json of a saved model of `family_name` (and format `version`); another family or format is one
+    line naming the folder. Unreadable JSON raises as json does: each family's load reports it in its own words."""
+    meta = json.loads((Path(directory) / META_FILE).read_text(encoding="utf-8"))
+    if meta.get("family") != family_name or (version is not None and meta.get("version") != version):
+        of_format = "" if version is None else f" of format {version}"
+        raise InputError(f"not a {label or family_name} model{of_format} (found {meta.get('family')!r})", directory)
+    return meta
+
+
 def saved_family(directory: str | Path) -> str:
     path = Path(directory) / META_FILE
     try:

@@ -24,9 +24,9 @@ from models.bradley_terry import three_way
 from models.p2l.encoders import frozen_embeddings, prompt_columns, prompt_text
 from models.p2l.head import OUTCOME_OF_LABEL, Battles, LinearHead, choose_penalty, fit_head, global_start, penalties
 from models.p2l.settings import EncoderConfig, HeadConfig, TuneConfig
+from models.registry import META_FILE, read_meta
 
 FAMILY = "p2l"
-META_FILE = "estimator.json"
 HEAD_FILE = "head.npz"
 WEIGHTS_FILE = "trainable.safetensors"
 
@@ -185,9 +185,7 @@ class P2LPreference:
     @classmethod
     def load(cls, directory: str | Path) -> P2LPreference:
         directory = Path(directory)
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-        if meta.get("family") != FAMILY:
-            raise InputError(f"not a {FAMILY} model (found {meta.get('family')!r})", directory)
+        meta = read_meta(directory, FAMILY)
 
         def build(config_class, values: dict):
             return config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
